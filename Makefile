@@ -1,0 +1,60 @@
+# The two commands of the README's Quick start are `make run` and `make test`; both build the
+# virtual environment from the lock file first, so they work on a fresh clone.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PG15_BIN := /usr/lib/postgresql/15/bin
+
+.PHONY: venv run test lint unit integration integration-pg15 tools bench lock db-stop clean
+
+$(BIN)/.installed: pyproject.toml requirements-dev.lock
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check -r requirements-dev.lock
+	$(BIN)/pip install -q --disable-pip-version-check --no-deps -e .
+	touch $@
+
+venv: $(BIN)/.installed
+
+## run: migrate the embedded (or $$DATABASE_URL) database, then show the schema state.
+run: venv
+	$(BIN)/python -m migrate
+	$(BIN)/python -m migrate --check
+
+## test: lint, type-check and run every test (integration tests on PostgreSQL 18 and 15).
+test: venv tools lint
+	$(BIN)/pytest
+	$(MAKE) integration-pg15
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+unit: venv
+	$(BIN)/pytest tests/unit
+
+integration: venv
+	$(BIN)/pytest tests/integration
+
+integration-pg15: venv
+	@if [ -x $(PG15_BIN)/postgres ] && [ -z "$$DATABASE_URL" ]; then \
+	  TEST_PG_BIN_DIR=$(PG15_BIN) $(BIN)/pytest tests/integration -q -p no:cacheprovider; \
+	else echo "integration-pg15: skipped (no $(PG15_BIN) or DATABASE_URL set)"; fi
+
+tools:
+	./scripts/install-tools.sh
+
+bench: venv
+	$(BIN)/python bench/migrate_race.py
+
+## lock: re-resolve the pinned dependency sets from pyproject.toml.
+lock:
+	rm -rf /tmp/lgpg-lock && $(PYTHON) -m venv /tmp/lgpg-lock
+	/tmp/lgpg-lock/bin/pip install -q . && /tmp/lgpg-lock/bin/pip freeze --exclude-editable | grep -v '^langgraph-pg' > requirements.lock
+	/tmp/lgpg-lock/bin/pip install -q '.[dev]' && /tmp/lgpg-lock/bin/pip freeze --exclude-editable | grep -v '^langgraph-pg' > requirements-dev.lock
+
+## db-stop: stop the embedded PostgreSQL that local runs leave running in .local/.
+db-stop: venv
+	$(BIN)/python -c "from service.embedded import EmbeddedPostgres; EmbeddedPostgres().stop()"
+
+clean:
+	rm -rf $(VENV) .local .pytest_cache .mypy_cache .ruff_cache

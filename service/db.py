@@ -1,0 +1,201 @@
+"""Database URLs and connections shared by the service and the migration job.
+
+Accepts libpq URLs (``postgresql://``, ``postgres://``), SQLAlchemy-style URLs
+(``postgresql+asyncpg://``, ``postgresql+psycopg2://``, ``postgresql+psycopg://``) and libpq
+``key=value`` strings, and turns them into one libpq conninfo that psycopg understands.
+Whenever a URL is shown to a person it goes through :func:`redact` first.
+"""
+
+from __future__ import annotations
+
+import enum
+import random
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
+
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+_SCHEMES = {
+    "postgresql": "postgresql",
+    "postgres": "postgresql",
+    "postgresql+psycopg": "postgresql",
+    "postgresql+psycopg2": "postgresql",
+    "postgresql+psycopg3": "postgresql",
+    "postgresql+asyncpg": "postgresql",
+    "postgresql+pg8000": "postgresql",
+}
+# asyncpg spells sslmode as ssl; SQLAlchemy URLs copied from asyncpg apps carry it.
+_QUERY_RENAMES = {"ssl": "sslmode"}
+_KV_PASSWORD = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
+
+
+class InvalidDatabaseURL(ValueError):
+    """The database URL cannot be parsed; the message never contains the password."""
+
+
+def redact(url: str) -> str:
+    """Return ``url`` with any password replaced by ``***`` (URL or key=value form)."""
+    if "://" not in url:
+        return _KV_PASSWORD.sub(r"\1***", url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return re.sub(r"//[^@/]*@", "//***@", url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, _, hostinfo = netloc.rpartition("@")
+        user = userinfo.split(":", 1)[0]
+        netloc = f"{user}:***@{hostinfo}" if ":" in userinfo else f"{user}@{hostinfo}"
+    query = "&".join(
+        f"{k}=***" if k.lower() == "password" else f"{k}={v}"
+        for k, v in parse_qsl(parts.query, keep_blank_values=True)
+    )
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def normalize_url(url: str) -> str:
+    """Turn any accepted URL form into a libpq conninfo string, or raise InvalidDatabaseURL."""
+    url = url.strip()
+    if not url:
+        raise InvalidDatabaseURL("database URL is empty")
+    if "://" in url:
+        scheme = url.split("://", 1)[0].lower()
+        if scheme not in _SCHEMES:
+            raise InvalidDatabaseURL(
+                f"unsupported database URL scheme {scheme!r} in {redact(url)} "
+                f"(use postgresql://, postgres:// or postgresql+<driver>://)"
+            )
+        try:
+            parts = urlsplit(url)
+            parts.port  # noqa: B018 - validates the port
+        except ValueError as exc:
+            raise InvalidDatabaseURL(f"cannot parse database URL {redact(url)}: {exc}") from None
+        query = urlencode(
+            [(_QUERY_RENAMES.get(k, k), v) for k, v in parse_qsl(parts.query, keep_blank_values=True)]
+        )
+        url = urlunsplit(("postgresql", parts.netloc, parts.path, query, parts.fragment))
+    try:
+        return make_conninfo(url)
+    except psycopg.ProgrammingError as exc:
+        detail = str(exc).split("\n", 1)[0]
+        raise InvalidDatabaseURL(f"cannot parse database URL {redact(url)}: {detail}") from None
+
+
+def describe(conninfo: str) -> str:
+    """A short, password-free description (``user@host:port/dbname``) for logs."""
+    params = conninfo_to_dict(conninfo)
+    host = str(params.get("host") or "localhost")
+    if host.startswith("/"):
+        host = f"[{host}]"
+    return f"{params.get('user', '')}@{host}:{params.get('port', 5432)}/{params.get('dbname', '')}"
+
+
+def with_params(conninfo: str, **params: str) -> str:
+    """Return ``conninfo`` with extra libpq parameters (application_name, options, ...)."""
+    return make_conninfo(conninfo, **params)
+
+
+def to_url(conninfo: str) -> str:
+    """Render a conninfo as a postgresql:// URL (for child processes and documentation)."""
+    p = {k: str(v) for k, v in conninfo_to_dict(conninfo).items()}
+    user = quote(p.pop("user", ""), safe="")
+    password = p.pop("password", None)
+    host = p.pop("host", "")
+    port = p.pop("port", "")
+    dbname = quote(p.pop("dbname", ""), safe="")
+    auth = f"{user}:{quote(password, safe='')}@" if password is not None else (f"{user}@" if user else "")
+    netloc = auth + (quote(host, safe="") if host.startswith("/") else host) + (f":{port}" if port else "")
+    return urlunsplit(("postgresql", netloc, "/" + dbname, urlencode(p), ""))
+
+
+def database_name(conninfo: str) -> str:
+    return unquote(str(conninfo_to_dict(conninfo).get("dbname", "")))
+
+
+class Failure(enum.Enum):
+    """Why a connection or statement failed, in the terms an operator acts on."""
+
+    UNREACHABLE = "unreachable"
+    STARTING = "starting"  # server starting up, shutting down, or database not accepting connections
+    AUTHENTICATION = "authentication"
+    NO_DATABASE = "no_database"
+    PRIVILEGE = "privilege"
+    OTHER = "other"
+
+
+def classify(exc: BaseException) -> Failure:
+    """Map a psycopg error to a :class:`Failure` by SQLSTATE, falling back to the message."""
+    sqlstate = getattr(exc, "sqlstate", None)
+    if isinstance(exc, pg_errors.InsufficientPrivilege) or sqlstate == "42501":
+        return Failure.PRIVILEGE
+    if sqlstate in ("28P01", "28000"):
+        return Failure.AUTHENTICATION
+    if sqlstate == "3D000":
+        return Failure.NO_DATABASE
+    if sqlstate in ("57P03", "55000", "53300"):
+        return Failure.STARTING
+    if isinstance(exc, psycopg.OperationalError):
+        text = str(exc)
+        if "password authentication failed" in text or "no password supplied" in text:
+            return Failure.AUTHENTICATION
+        if "does not exist" in text and "database" in text:
+            return Failure.NO_DATABASE
+        if "not currently accepting connections" in text or "the database system is" in text:
+            return Failure.STARTING
+        return Failure.UNREACHABLE
+    return Failure.OTHER
+
+
+def first_line(exc: BaseException) -> str:
+    """The first meaningful line of a psycopg error, without libpq's prefixes."""
+    text = str(exc).strip() or type(exc).__name__
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    line = lines[-1] if lines and lines[0].startswith("connection failed:") and len(lines) > 1 else lines[0]
+    return re.sub(r"^(connection failed:\s*|FATAL:\s*)", "", line)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How long to keep trying a first connection while a database is still starting."""
+
+    deadline_seconds: float = 30.0
+    initial_delay: float = 0.05
+    max_delay: float = 0.25
+
+
+def connect(
+    conninfo: str,
+    *,
+    retry: RetryPolicy,
+    on_retry: Callable[[Failure, BaseException, int], None] | None = None,
+    **kwargs: object,
+) -> psycopg.Connection[object]:
+    """Open one connection, retrying transient failures until ``retry.deadline_seconds``.
+
+    Authentication, missing-database and privilege errors are final and raised at once.
+    """
+    started = time.monotonic()
+    delay = retry.initial_delay
+    attempt = 0
+    while True:
+        attempt += 1
+        remaining = retry.deadline_seconds - (time.monotonic() - started)
+        try:
+            timeout = max(1, min(10, int(remaining)))
+            return psycopg.connect(conninfo, connect_timeout=timeout, **kwargs)  # type: ignore[arg-type]
+        except psycopg.OperationalError as exc:
+            failure = classify(exc)
+            if failure not in (Failure.UNREACHABLE, Failure.STARTING):
+                raise
+            remaining = retry.deadline_seconds - (time.monotonic() - started)
+            if remaining <= 0:
+                raise
+            if on_retry is not None:
+                on_retry(failure, exc, attempt)
+            time.sleep(min(remaining, delay * random.uniform(0.5, 1.0)))  # noqa: S311 - jitter
+            delay = min(retry.max_delay, delay * 2)
