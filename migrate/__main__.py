@@ -6,7 +6,7 @@ Exit codes (see ``migrate.runner.ExitCode``):
   2 invalid arguments                8 timed out waiting for the migration lock
   3 unparsable database URL          9 --check: schema behind what this code needs
   4 database unreachable            10 a migration step failed
-  5 authentication failed           11 refused: connection goes through PgBouncer
+  5 authentication failed
 """
 
 from __future__ import annotations

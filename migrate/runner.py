@@ -50,7 +50,6 @@ class ExitCode(enum.IntEnum):
     LOCK_TIMEOUT = 8
     BEHIND = 9
     STEP_FAILED = 10
-    PGBOUNCER = 11
 
 
 _FAILURE_CODES = {
