@@ -23,6 +23,7 @@ from langgraph.checkpoint.postgres.base import BasePostgresSaver
 from langgraph.store.postgres.base import BasePostgresStore
 
 APP_MIGRATIONS: tuple[str, ...] = (
+    # Thread metadata, status and the latest values, so listing threads never reads checkpoints.
     """
     CREATE TABLE IF NOT EXISTS threads (
         thread_id   text PRIMARY KEY,
@@ -30,11 +31,33 @@ APP_MIGRATIONS: tuple[str, ...] = (
         updated_at  timestamptz NOT NULL DEFAULT now(),
         metadata    jsonb NOT NULL DEFAULT '{}',
         status      text NOT NULL DEFAULT 'idle'
-                    CHECK (status IN ('idle', 'busy', 'interrupted', 'error'))
+                    CHECK (status IN ('idle', 'busy', 'interrupted', 'error')),
+        values      jsonb NOT NULL DEFAULT '{}',
+        interrupts  jsonb NOT NULL DEFAULT '{}',
+        error       jsonb
     )
     """,
     "CREATE INDEX CONCURRENTLY IF NOT EXISTS threads_metadata_idx ON threads USING gin (metadata jsonb_path_ops)",
     "CREATE INDEX CONCURRENTLY IF NOT EXISTS threads_status_updated_idx ON threads (status, updated_at DESC)",
+    # Runs: the queue and the lease that keep one run per thread at a time across all pods.
+    """
+    CREATE TABLE IF NOT EXISTS runs (
+        run_id              uuid PRIMARY KEY,
+        thread_id           text NOT NULL REFERENCES threads (thread_id) ON DELETE CASCADE,
+        assistant_id        text NOT NULL,
+        status              text NOT NULL DEFAULT 'pending'
+                            CHECK (status IN ('pending', 'running', 'success', 'error', 'interrupted',
+                                              'timeout', 'cancelled')),
+        multitask_strategy  text NOT NULL DEFAULT 'enqueue',
+        metadata            jsonb NOT NULL DEFAULT '{}',
+        pod                 text,
+        lease_expires_at    timestamptz NOT NULL,
+        created_at          timestamptz NOT NULL DEFAULT clock_timestamp(),
+        updated_at          timestamptz NOT NULL DEFAULT now()
+    )
+    """,
+    "CREATE INDEX CONCURRENTLY IF NOT EXISTS runs_active_idx ON runs (thread_id, created_at) "
+    "WHERE status IN ('pending', 'running')",
 )
 
 _INDEX_RE = re.compile(
