@@ -199,3 +199,33 @@ def connect(
                 on_retry(failure, exc, attempt)
             time.sleep(min(remaining, delay * random.uniform(0.5, 1.0)))  # noqa: S311 - jitter
             delay = min(retry.max_delay, delay * 2)
+
+
+def application_name(role: str) -> str:
+    import socket
+
+    return f"{role}:{socket.gethostname()}"[:63]
+
+
+def pool_kwargs(*, pgbouncer: bool, statement_timeout: float) -> dict[str, object]:
+    """Connection arguments for the service's pool.
+
+    Through PgBouncer in transaction mode, server-side prepared statements and startup
+    ``options`` are not available, so statements are not prepared and the statement timeout is
+    set with ``SET`` instead (every client of the pool uses the same value).
+    """
+    from psycopg.rows import dict_row
+
+    kwargs: dict[str, object] = {"autocommit": True, "row_factory": dict_row}
+    kwargs["prepare_threshold"] = None if pgbouncer else 0
+    return kwargs
+
+
+def pool_conninfo(conninfo: str, *, pgbouncer: bool, statement_timeout: float, connect_timeout: float) -> str:
+    params: dict[str, str] = {
+        "application_name": application_name("langgraph-service"),
+        "connect_timeout": str(max(1, int(connect_timeout))),
+    }
+    if not pgbouncer and statement_timeout > 0:
+        params["options"] = f"-c statement_timeout={int(statement_timeout * 1000)}"
+    return with_params(conninfo, **params)

@@ -99,3 +99,121 @@ def start_embedded(env: Mapping[str, str]) -> str:
             with contextlib.suppress(psycopg.errors.DuplicateDatabase, psycopg.errors.UniqueViolation):
                 conn.execute(f'CREATE DATABASE "{EMBEDDED_DATABASE}"')
     return server.url(EMBEDDED_DATABASE)
+
+
+def env_bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw == "":
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be true or false, got {env.get(name)!r}")
+
+
+@dataclass(frozen=True)
+class PoolSettings:
+    """The connection pool every pod opens once (sizes, timeouts in seconds)."""
+
+    min_size: int = 2
+    max_size: int = 16
+    timeout: float = 5.0
+    max_lifetime: float = 1800.0
+    max_idle: float = 300.0
+    connect_timeout: float = 5.0
+    statement_timeout: float = 30.0
+    pgbouncer: bool = False
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> PoolSettings:
+        min_size = env_int(env, "DB_POOL_MIN_SIZE", cls.min_size, minimum=0)
+        max_size = env_int(env, "DB_POOL_MAX_SIZE", cls.max_size, minimum=1)
+        if max_size < min_size:
+            raise ConfigError(f"DB_POOL_MAX_SIZE ({max_size}) must not be below DB_POOL_MIN_SIZE ({min_size})")
+        return cls(
+            min_size=min_size,
+            max_size=max_size,
+            timeout=env_float(env, "DB_POOL_TIMEOUT", cls.timeout, minimum=0.1),
+            max_lifetime=env_float(env, "DB_POOL_MAX_LIFETIME", cls.max_lifetime, minimum=1),
+            max_idle=env_float(env, "DB_POOL_MAX_IDLE", cls.max_idle, minimum=1),
+            connect_timeout=env_float(env, "DB_CONNECT_TIMEOUT", cls.connect_timeout, minimum=1),
+            statement_timeout=env_float(env, "DB_STATEMENT_TIMEOUT", cls.statement_timeout, minimum=0),
+            pgbouncer=env_bool(env, "PGBOUNCER", False),
+        )
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    host: str = "0.0.0.0"  # noqa: S104 - a pod listens on all interfaces
+    port: int = 8000
+    max_body_bytes: int = 1024 * 1024
+    drain_timeout: float = 30.0
+    api_keys: tuple[str, ...] = ()
+    run_lease_seconds: float = 30.0
+    run_queue_timeout: float = 600.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> ServerSettings:
+        port = env_int(env, "PORT", cls.port, minimum=1)
+        if port > 65535:
+            raise ConfigError(f"PORT must be at most 65535, got {port}")
+        keys = tuple(k.strip() for k in env.get("API_KEYS", "").split(",") if k.strip())
+        return cls(
+            host=env.get("HOST", cls.host) or cls.host,
+            port=port,
+            max_body_bytes=env_int(env, "MAX_BODY_BYTES", cls.max_body_bytes, minimum=1024),
+            drain_timeout=env_float(env, "DRAIN_TIMEOUT", cls.drain_timeout),
+            api_keys=keys,
+            run_lease_seconds=env_float(env, "RUN_LEASE_SECONDS", cls.run_lease_seconds, minimum=1),
+            run_queue_timeout=env_float(env, "RUN_QUEUE_TIMEOUT", cls.run_queue_timeout, minimum=1),
+        )
+
+
+DEFAULT_GRAPHS = {"support": "service.graphs.support:graph"}
+
+
+def parse_graphs(raw: str | None) -> dict[str, str]:
+    """``GRAPHS``: a JSON object of graph id to import path (``module:attribute``)."""
+    if raw is None or not raw.strip():
+        return dict(DEFAULT_GRAPHS)
+    import json
+
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"GRAPHS must be a JSON object of graph id to 'module:attr': {exc.msg}") from None
+    if not isinstance(value, dict) or not value:
+        raise ConfigError("GRAPHS must be a non-empty JSON object of graph id to 'module:attr'")
+    for name, path in value.items():
+        if not isinstance(path, str) or ":" not in path or not name:
+            raise ConfigError(f"GRAPHS[{name!r}] must be a 'module:attr' import path, got {path!r}")
+    return {str(k): str(v) for k, v in value.items()}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the service reads from the environment, validated once at start."""
+
+    database: DatabaseSettings | None
+    pool: PoolSettings
+    server: ServerSettings
+    graphs: dict[str, str]
+    checkpointer: str = "postgres"
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        checkpointer = env.get("CHECKPOINTER", "postgres").strip().lower() or "postgres"
+        if checkpointer not in ("postgres", "memory"):
+            raise ConfigError(f"CHECKPOINTER must be postgres or memory, got {checkpointer!r}")
+        level = env.get("LOG_LEVEL", "INFO").strip().upper() or "INFO"
+        if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            raise ConfigError(f"LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {level!r}")
+        server = ServerSettings.from_env(env)
+        pool = PoolSettings.from_env(env)
+        graphs = parse_graphs(env.get("GRAPHS"))
+        database = DatabaseSettings.from_env(env) if checkpointer == "postgres" else None
+        return cls(database=database, pool=pool, server=server, graphs=graphs,
+                   checkpointer=checkpointer, log_level=level)

@@ -111,7 +111,5 @@ def build() -> StateGraph[SupportState]:
     return builder
 
 
-# The service compiles the builder with the shared checkpointer and store; `interrupt_before`
-# is part of how this graph is meant to run, so it travels with it.
-graph = build()
-INTERRUPT_BEFORE = ["human_approval"]
+# Compiled without a checkpointer: the service attaches its shared checkpointer and store.
+graph = build().compile(interrupt_before=["human_approval"])

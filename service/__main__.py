@@ -1,0 +1,61 @@
+"""``python -m service``: serve the LangGraph graphs over HTTP with uvicorn.
+
+Settings come from the environment (see README, "The service"); a bad value stops the process
+with one line. SIGTERM: /ready fails at once, runs in flight finish (up to DRAIN_TIMEOUT), then
+the pool closes.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import uvicorn
+
+from service import logging as service_logging
+from service.settings import ConfigError, Settings
+
+log = service_logging.get_logger("service")
+
+
+class _Server(uvicorn.Server):
+    """Marks the app draining the moment a stop signal arrives, before uvicorn winds down."""
+
+    def __init__(self, config: uvicorn.Config, app: Any) -> None:
+        super().__init__(config)
+        self._app = app
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        resources = getattr(self._app.state, "resources", None)
+        if resources is not None and not resources.readiness.draining:
+            resources.readiness.draining = True
+            log.info("draining", signal=sig)
+        super().handle_exit(sig, frame)
+
+
+def main() -> int:
+    try:
+        settings = Settings.from_env()
+    except ConfigError as exc:
+        print(f"service: error: {exc}", file=sys.stderr)
+        return 2
+    service_logging.configure(settings.log_level)
+    from service.app import create_app
+
+    try:
+        app = create_app(settings)
+    except ConfigError as exc:
+        print(f"service: error: {exc}", file=sys.stderr)
+        return 2
+    config = uvicorn.Config(
+        app, host=settings.server.host, port=settings.server.port, log_config=None, access_log=False,
+        timeout_graceful_shutdown=int(settings.server.drain_timeout) or None, lifespan="on",
+        proxy_headers=True, server_header=False,
+    )
+    server = _Server(config, app)
+    server.run()
+    return 0 if server.started else 3
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,286 @@
+"""Threads: create, get, update, delete, search, count, state, update_state, history."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+import structlog
+from langchain_core.runnables import RunnableConfig
+from langgraph.types import StateSnapshot
+from litestar import delete, get, patch, post
+
+from service.app_types import ResourcesT
+from service.errors import Conflict, NotFound, Unprocessable
+from service.graphs import GraphEntry, resolve
+from service.serde import to_jsonable
+from service.threads import Filters, ThreadStatus
+
+MAX_LIMIT = 1000
+ThreadStatusName = Literal["idle", "busy", "interrupted", "error"]
+
+
+class ThreadCreate(msgspec.Struct, kw_only=True):
+    thread_id: str | None = None
+    metadata: dict[str, Any] | None = None
+    if_exists: Literal["raise", "do_nothing"] = "raise"
+    graph_id: str | None = None
+    supersteps: list[Any] | None = None
+    ttl: Any = None
+
+
+class ThreadPatch(msgspec.Struct, kw_only=True):
+    metadata: dict[str, Any] = msgspec.field(default_factory=dict)
+    ttl: Any = None
+
+
+class ThreadSearch(msgspec.Struct, kw_only=True):
+    metadata: dict[str, Any] | None = None
+    values: dict[str, Any] | None = None
+    ids: list[str] | None = None
+    status: ThreadStatusName | None = None
+    limit: int = 10
+    offset: int = 0
+    sort_by: Literal["thread_id", "status", "created_at", "updated_at"] = "updated_at"
+    sort_order: Literal["asc", "desc"] = "desc"
+    select: list[str] | None = None
+    extract: dict[str, Any] | None = None
+
+
+class ThreadCount(msgspec.Struct, kw_only=True):
+    metadata: dict[str, Any] | None = None
+    values: dict[str, Any] | None = None
+    status: ThreadStatusName | None = None
+
+
+class CheckpointRef(msgspec.Struct, kw_only=True):
+    checkpoint_id: str | None = None
+    checkpoint_ns: str | None = None
+    thread_id: str | None = None
+    checkpoint_map: dict[str, Any] | None = None
+
+
+class StateQuery(msgspec.Struct, kw_only=True):
+    checkpoint: CheckpointRef | None = None
+    subgraphs: bool = False
+
+
+class StateUpdate(msgspec.Struct, kw_only=True):
+    values: Any = None
+    as_node: str | None = None
+    checkpoint_id: str | None = None
+    checkpoint: CheckpointRef | None = None
+
+
+class HistoryQuery(msgspec.Struct, kw_only=True):
+    limit: int = 10
+    before: CheckpointRef | str | None = None
+    metadata: dict[str, Any] | None = None
+    checkpoint: CheckpointRef | None = None
+
+
+def _bind(thread_id: str) -> None:
+    structlog.contextvars.bind_contextvars(thread_id=thread_id)
+
+
+def _check_page(limit: int, offset: int = 0) -> None:
+    if limit < 0 or offset < 0:
+        raise Unprocessable("limit and offset must not be negative")
+    if limit > MAX_LIMIT:
+        raise Unprocessable(f"limit must be at most {MAX_LIMIT}")
+
+
+@post("/threads", status_code=200)
+async def create_thread(data: ThreadCreate, resources: ResourcesT) -> dict[str, Any]:
+    if data.supersteps:
+        raise Unprocessable("supersteps are not supported by this server")
+    if data.ttl is not None:
+        raise Unprocessable("thread ttl is not supported by this server; use the prune CronJob")
+    metadata = dict(data.metadata or {})
+    if data.graph_id:
+        resolve(resources.graphs, data.graph_id)
+        metadata["graph_id"] = data.graph_id
+    thread = await resources.threads.create(data.thread_id, metadata, data.if_exists)
+    _bind(thread["thread_id"])
+    return thread
+
+
+@get("/threads/{thread_id:str}")
+async def get_thread(thread_id: str, resources: ResourcesT) -> dict[str, Any]:
+    _bind(thread_id)
+    return await resources.threads.get(thread_id)
+
+
+@patch("/threads/{thread_id:str}")
+async def patch_thread(thread_id: str, data: ThreadPatch, resources: ResourcesT) -> dict[str, Any]:
+    _bind(thread_id)
+    if data.ttl is not None:
+        raise Unprocessable("thread ttl is not supported by this server; use the prune CronJob")
+    return await resources.threads.patch(thread_id, data.metadata)
+
+
+@delete("/threads/{thread_id:str}", status_code=204)
+async def delete_thread(thread_id: str, resources: ResourcesT) -> None:
+    """Remove the thread row, its runs, and every checkpoint, blob and write of it."""
+    _bind(thread_id)
+    await resources.threads.delete(thread_id)
+
+
+@post("/threads/search", status_code=200)
+async def search_threads(data: ThreadSearch, resources: ResourcesT) -> list[dict[str, Any]]:
+    _check_page(data.limit, data.offset)
+    filters = Filters(metadata=data.metadata, values=data.values, status=data.status, ids=data.ids)
+    rows = await resources.threads.search(filters, data.limit, data.offset, data.sort_by, data.sort_order)
+    if data.select:
+        rows = [{k: v for k, v in row.items() if k in data.select} for row in rows]
+    return rows
+
+
+@post("/threads/count", status_code=200)
+async def count_threads(data: ThreadCount, resources: ResourcesT) -> int:
+    return await resources.threads.count(Filters(metadata=data.metadata, values=data.values, status=data.status))
+
+
+# -- state ----------------------------------------------------------------------------------------
+
+async def _thread_graph(resources: ResourcesT, thread_id: str) -> tuple[dict[str, Any], GraphEntry | None]:
+    thread = await resources.threads.get(thread_id)
+    graph_id = thread["metadata"].get("graph_id")
+    if graph_id:
+        return thread, resolve(resources.graphs, graph_id)
+    if len(resources.graphs) == 1:
+        return thread, next(iter(resources.graphs.values()))
+    return thread, None
+
+
+def _checkpoint_json(config: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not config:
+        return None
+    c = config.get("configurable", {})
+    return {"thread_id": c.get("thread_id"), "checkpoint_ns": c.get("checkpoint_ns", ""),
+            "checkpoint_id": c.get("checkpoint_id"), "checkpoint_map": c.get("checkpoint_map")}
+
+
+def state_json(snapshot: StateSnapshot) -> dict[str, Any]:
+    checkpoint = _checkpoint_json(snapshot.config)  # type: ignore[arg-type]
+    parent = _checkpoint_json(snapshot.parent_config)  # type: ignore[arg-type]
+    return {
+        "values": to_jsonable(snapshot.values),
+        "next": list(snapshot.next),
+        "tasks": [
+            {"id": t.id, "name": t.name, "path": to_jsonable(t.path),
+             "error": (t.error if isinstance(t.error, str) else repr(t.error)) if t.error else None,
+             "interrupts": to_jsonable(list(t.interrupts)), "checkpoint": None, "state": None,
+             "result": to_jsonable(t.result)}
+            for t in snapshot.tasks
+        ],
+        "metadata": to_jsonable(snapshot.metadata),
+        "created_at": snapshot.created_at,
+        "checkpoint": checkpoint,
+        "parent_checkpoint": parent,
+        "checkpoint_id": checkpoint["checkpoint_id"] if checkpoint else None,
+        "parent_checkpoint_id": parent["checkpoint_id"] if parent else None,
+        "interrupts": to_jsonable(list(snapshot.interrupts)),
+    }
+
+
+def _empty_state(thread_id: str) -> dict[str, Any]:
+    return {"values": {}, "next": [], "tasks": [], "metadata": {}, "created_at": None,
+            "checkpoint": {"thread_id": thread_id, "checkpoint_ns": "", "checkpoint_id": None,
+                           "checkpoint_map": None},
+            "parent_checkpoint": None, "checkpoint_id": None, "parent_checkpoint_id": None, "interrupts": []}
+
+
+def _config(thread_id: str, ref: CheckpointRef | None = None, checkpoint_id: str | None = None) -> RunnableConfig:
+    configurable: dict[str, Any] = {"thread_id": thread_id}
+    if ref is not None:
+        if ref.checkpoint_ns:
+            configurable["checkpoint_ns"] = ref.checkpoint_ns
+        checkpoint_id = checkpoint_id or ref.checkpoint_id
+    if checkpoint_id:
+        configurable["checkpoint_id"] = checkpoint_id
+    return RunnableConfig(configurable=configurable)
+
+
+async def _state(resources: ResourcesT, thread_id: str, ref: CheckpointRef | None, subgraphs: bool,
+                 checkpoint_id: str | None = None) -> dict[str, Any]:
+    _bind(thread_id)
+    _, entry = await _thread_graph(resources, thread_id)
+    config = _config(thread_id, ref, checkpoint_id)
+    wanted = config.get("configurable", {}).get("checkpoint_id")
+    if entry is None:
+        if wanted:
+            raise NotFound(f"checkpoint {wanted} not found in thread {thread_id}")
+        return _empty_state(thread_id)
+    snapshot = await entry.graph.aget_state(config, subgraphs=subgraphs)
+    if snapshot.created_at is None:
+        if wanted:
+            raise NotFound(f"checkpoint {wanted} not found in thread {thread_id}")
+        return _empty_state(thread_id)
+    return state_json(snapshot)
+
+
+@get("/threads/{thread_id:str}/state")
+async def get_state(thread_id: str, resources: ResourcesT, subgraphs: bool = False) -> dict[str, Any]:
+    return await _state(resources, thread_id, None, subgraphs)
+
+
+@get("/threads/{thread_id:str}/state/{checkpoint_id:str}")
+async def get_state_at(thread_id: str, checkpoint_id: str, resources: ResourcesT,
+                       subgraphs: bool = False) -> dict[str, Any]:
+    return await _state(resources, thread_id, None, subgraphs, checkpoint_id)
+
+
+@post("/threads/{thread_id:str}/state/checkpoint", status_code=200)
+async def post_state_at(thread_id: str, data: StateQuery, resources: ResourcesT) -> dict[str, Any]:
+    return await _state(resources, thread_id, data.checkpoint, data.subgraphs)
+
+
+@post("/threads/{thread_id:str}/state", status_code=200)
+async def update_state(thread_id: str, data: StateUpdate, resources: ResourcesT) -> dict[str, Any]:
+    _bind(thread_id)
+    thread, entry = await _thread_graph(resources, thread_id)
+    if entry is None:
+        raise Conflict(f"thread {thread_id} has no graph yet: create it with graph_id or run it first")
+    if thread["status"] == "busy":
+        raise Conflict(f"thread {thread_id} is busy")
+    if data.as_node is not None and data.as_node not in entry.graph.nodes:
+        raise Unprocessable(f"as_node {data.as_node!r} is not a node of graph {entry.graph_id}")
+    config = _config(thread_id, data.checkpoint, data.checkpoint_id)
+    new_config = await entry.graph.aupdate_state(config, data.values, as_node=data.as_node)
+    snapshot = await entry.graph.aget_state(_config(thread_id))
+    status: ThreadStatus = "interrupted" if snapshot.next else "idle"
+    await resources.threads.record_state(thread_id, to_jsonable(snapshot.values), status)
+    return {"checkpoint": _checkpoint_json(new_config)}  # type: ignore[arg-type]
+
+
+async def _history(resources: ResourcesT, thread_id: str, query: HistoryQuery) -> list[dict[str, Any]]:
+    _bind(thread_id)
+    _check_page(query.limit)
+    _, entry = await _thread_graph(resources, thread_id)
+    if entry is None:
+        return []
+    before = query.before
+    before_config: RunnableConfig | None = None
+    if isinstance(before, str):
+        before_config = _config(thread_id, checkpoint_id=before)
+    elif before is not None:
+        before_config = _config(thread_id, before)
+    config = _config(thread_id, query.checkpoint)
+    return [state_json(s) async for s in entry.graph.aget_state_history(
+        config, filter=query.metadata, before=before_config, limit=query.limit)]
+
+
+@post("/threads/{thread_id:str}/history", status_code=200)
+async def post_history(thread_id: str, data: HistoryQuery, resources: ResourcesT) -> list[dict[str, Any]]:
+    return await _history(resources, thread_id, data)
+
+
+@get("/threads/{thread_id:str}/history")
+async def get_history(thread_id: str, resources: ResourcesT, limit: int = 10,
+                      before: str | None = None) -> list[dict[str, Any]]:
+    return await _history(resources, thread_id, HistoryQuery(limit=limit, before=before))
+
+
+ROUTES = [create_thread, get_thread, patch_thread, delete_thread, search_threads, count_threads, get_state,
+          get_state_at, post_state_at, update_state, post_history, get_history]

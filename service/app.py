@@ -1,0 +1,186 @@
+"""The Litestar application: ``create_app()`` assembles; the lifespan owns every resource.
+
+One connection pool, one checkpointer and one store per process, opened at start-up and closed
+at shutdown; handlers get them through dependency injection (``resources``), never globals.
+The service never runs DDL: against an empty database it starts, stays not-ready and says
+which schema versions are missing, and becomes ready once ``python -m migrate`` has run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.store.base import BaseStore
+from litestar import Litestar
+from litestar.config.app import AppConfig
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+from litestar.plugins.prometheus import PrometheusConfig
+from psycopg_pool import AsyncConnectionPool
+
+from service import db, metrics, schema
+from service.api import assistants, meta, runs, threads
+from service.auth import api_key_guard
+from service.checkpointer import PooledPostgresSaver
+from service.errors import EXCEPTION_HANDLERS
+from service.graphs import GraphEntry, load_graphs
+from service.logging import get_logger
+from service.middleware import RequestLogMiddleware
+from service.runs import RunManager
+from service.settings import Settings
+from service.threads import MemoryThreadStore, PostgresThreadStore, ThreadStore
+
+log = get_logger("service")
+VERSION = "0.1.0"
+
+
+@dataclass
+class Readiness:
+    """What /ready reports: database reachable, schema current or newer, not draining."""
+
+    pool: AsyncConnectionPool[Any] | None
+    draining: bool = False
+    ttl: float = 1.0
+    _cached: tuple[float, bool, dict[str, Any]] | None = None
+    _last_ready: bool | None = None
+    _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    async def check(self) -> tuple[bool, dict[str, Any]]:
+        if self.draining:
+            return False, {"reason": "draining"}
+        if self.pool is None:
+            return True, {"checkpointer": "memory"}
+        async with self._lock:
+            now = time.monotonic()
+            if self._cached is not None and now - self._cached[0] < self.ttl:
+                return self._cached[1], self._cached[2]
+            ready, detail = await self._probe()
+            self._cached = (now, ready, detail)
+        if ready != self._last_ready:
+            self._last_ready = ready
+            if ready:
+                log.info("service_ready", versions=detail.get("versions"))
+            else:
+                log.warning("service_not_ready", **detail)
+        return ready, detail
+
+    async def _probe(self) -> tuple[bool, dict[str, Any]]:
+        assert self.pool is not None
+        try:
+            async with self.pool.connection(timeout=2) as conn:
+                versions = await schema.aread_versions(conn)
+        except Exception as exc:
+            return False, {"reason": "database unreachable", "error": db.first_line(exc)[:200]}
+        gaps = schema.missing(versions)
+        if gaps:
+            return False, {"reason": "schema behind", "missing": schema.describe_missing(gaps),
+                           "versions": versions, "required": schema.required_versions()}
+        return True, {"versions": versions, "required": schema.required_versions()}
+
+
+@dataclass
+class Resources:
+    settings: Settings
+    pool: AsyncConnectionPool[Any] | None
+    checkpointer: BaseCheckpointSaver[Any]
+    store: BaseStore
+    threads: ThreadStore
+    graphs: dict[str, GraphEntry]
+    runs: RunManager
+    readiness: Readiness
+
+
+@asynccontextmanager
+async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
+    pool: AsyncConnectionPool[Any] | None = None
+    checkpointer: BaseCheckpointSaver[Any]
+    store: BaseStore
+    thread_store: ThreadStore
+    if settings.checkpointer == "memory":
+        from langgraph.checkpoint.memory import InMemorySaver
+        from langgraph.store.memory import InMemoryStore
+
+        log.warning("memory_checkpointer", detail="CHECKPOINTER=memory: state lives in this process only and is "
+                    "lost on restart; for local experiments and benchmarks, never production")
+        checkpointer, store = InMemorySaver(), InMemoryStore()
+        thread_store = MemoryThreadStore(checkpointer)
+    else:
+        from langgraph.store.postgres.aio import AsyncPostgresStore
+
+        assert settings.database is not None
+        p = settings.pool
+        pool = AsyncConnectionPool(
+            db.pool_conninfo(settings.database.conninfo, pgbouncer=p.pgbouncer,
+                             statement_timeout=p.statement_timeout, connect_timeout=p.connect_timeout),
+            min_size=p.min_size, max_size=p.max_size, timeout=p.timeout, max_lifetime=p.max_lifetime,
+            max_idle=p.max_idle, kwargs=db.pool_kwargs(pgbouncer=p.pgbouncer, statement_timeout=p.statement_timeout),
+            configure=_set_statement_timeout(p.statement_timeout) if p.pgbouncer else None,
+            check=AsyncConnectionPool.check_connection, open=False, name="langgraph",
+        )
+        await pool.open(wait=False)
+        checkpointer = PooledPostgresSaver(pool)
+        store = AsyncPostgresStore(pool)
+        thread_store = PostgresThreadStore(pool, db.application_name("pod"))
+        log.info("database_pool_opened", database=db.describe(settings.database.conninfo),
+                 min_size=p.min_size, max_size=p.max_size, pgbouncer=p.pgbouncer)
+    graphs = load_graphs(settings.graphs, checkpointer, store)
+    metrics.precreate(graphs)
+    run_manager = RunManager(thread_store, graphs, lease=settings.server.run_lease_seconds,
+                             queue_timeout=settings.server.run_queue_timeout)
+    resources = Resources(settings, pool, checkpointer, store, thread_store, graphs, run_manager,
+                          Readiness(pool))
+    try:
+        yield resources
+    finally:
+        resources.readiness.draining = True
+        left = await run_manager.drain(settings.server.drain_timeout)
+        if left:
+            log.warning("drain_timeout", runs_still_running=left)
+        if pool is not None:
+            await pool.close()
+            log.info("database_pool_closed")
+
+
+def _set_statement_timeout(seconds: float) -> Any:
+    async def configure(conn: Any) -> None:
+        if seconds > 0:
+            await conn.execute(f"SET statement_timeout = {int(seconds * 1000)}")
+
+    return configure
+
+
+def create_app(settings: Settings) -> Litestar:
+    """Assemble the application: routes, plugins, handlers, dependencies. No side effects."""
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        async with open_resources(settings) as resources:
+            app.state.resources = resources
+            await resources.readiness.check()  # logs what is missing, if anything
+            yield
+
+    def provide_resources(state: State) -> Resources:
+        return state.resources  # type: ignore[no-any-return]
+
+    prometheus = PrometheusConfig(app_name="langgraph-pg", prefix="litestar", group_path=True,
+                                  exclude=["/metrics", "/ok", "/ready"])
+    handlers: list[Any] = [*meta.ROUTES, *assistants.ROUTES, *threads.ROUTES, *runs.ROUTES]
+    config = AppConfig(
+        route_handlers=handlers,
+        dependencies={"resources": Provide(provide_resources, sync_to_thread=False)},
+        exception_handlers=EXCEPTION_HANDLERS,
+        middleware=[RequestLogMiddleware, prometheus.middleware],
+        guards=[api_key_guard(settings.server.api_keys)],
+        lifespan=[lifespan],
+        request_max_body_size=settings.server.max_body_bytes,
+        openapi_config=OpenAPIConfig(title="langgraph-pg", version=VERSION, path="/docs"),
+        debug=False,
+    )
+    return Litestar.from_config(config)
