@@ -94,6 +94,9 @@ def _validation(request: Request[Any, Any, Any], exc: ValidationException) -> Re
 
 def _http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:
     status = exc.status_code
+    if status == 400:  # the framework's only 400s are bodies it cannot decode
+        return problem(422, "Unprocessable Content", f"the request body is not valid JSON: {exc.detail}",
+                       request.url.path)
     title = {404: "Not Found", 405: "Method Not Allowed", 413: "Content Too Large"}.get(status, "Error")
     detail = exc.detail if status != 404 or isinstance(exc, NotFoundException) else "not found"
     if status == 413:

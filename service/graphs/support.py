@@ -25,7 +25,9 @@ from langgraph.graph.message import add_messages
 
 Category = Literal["billing", "technical", "regulated", "general"]
 
-_REGULATED = re.compile(r"\b(invest\w*|returns?|guarantee\w*)\b", re.IGNORECASE)
+_REGULATED = re.compile(
+    r"\b(invest(?:s|ed|ing|ments?|ors?)?|returns?|guarantee[sd]?|guaranteeing)\b", re.IGNORECASE
+)
 _BILLING = re.compile(r"\b(bill\w*|invoice\w*|refund\w*|charge\w*|payment\w*|price|pricing)\b", re.IGNORECASE)
 _TECHNICAL = re.compile(r"\b(error\w*|bug\w*|crash\w*|login|password|install\w*|api|timeout\w*)\b",
                         re.IGNORECASE)

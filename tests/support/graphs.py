@@ -1,0 +1,55 @@
+"""Graphs for tests: one that takes its time (to be caught mid-run) and one that fails."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, TypedDict
+
+from langchain_core.messages import AIMessage, AnyMessage
+from langgraph.graph import END, START, StateGraph
+from langgraph.graph.message import add_messages
+
+
+class SlowState(TypedDict, total=False):
+    messages: Annotated[list[AnyMessage], add_messages]
+    delay: float
+    steps: int
+
+
+async def first(state: SlowState) -> SlowState:
+    return {"steps": state.get("steps", 0) + 1}
+
+
+async def wait(state: SlowState) -> SlowState:
+    await asyncio.sleep(float(state.get("delay", 1.0)))
+    text = state["messages"][-1].content if state.get("messages") else ""
+    return {"messages": [AIMessage(content=f"done: {text}")], "steps": state.get("steps", 0) + 1}
+
+
+_slow: StateGraph[SlowState] = StateGraph(SlowState)
+_slow.add_node("first", first)
+_slow.add_node("wait", wait)
+_slow.add_edge(START, "first")
+_slow.add_edge("first", "wait")
+_slow.add_edge("wait", END)
+slow = _slow.compile()
+
+
+class FailState(TypedDict, total=False):
+    messages: Annotated[list[AnyMessage], add_messages]
+
+
+def explode(state: FailState) -> FailState:
+    raise ValueError("the tool backend refused the request")
+
+
+_failing: StateGraph[FailState] = StateGraph(FailState)
+_failing.add_node("explode", explode)
+_failing.add_edge(START, "explode")
+_failing.add_edge("explode", END)
+failing = _failing.compile()
+
+GRAPHS = (
+    '{"support": "service.graphs.support:graph", "slow": "tests.support.graphs:slow", '
+    '"failing": "tests.support.graphs:failing"}'
+)
