@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+import json
+
+from tests.chart.conftest import FULLNAME, one, render_chart
+
+SHOW = ["templates/configmap.yaml"]
+
+
+def config(values: dict | None = None) -> dict[str, str]:
+    cm = one(render_chart(values=values, show_only=SHOW), "ConfigMap")
+    assert cm["metadata"]["name"] == FULLNAME
+    return cm["data"]
+
+
+class TestConfigMap:
+    def test_should_hold_the_service_settings_with_their_defaults(self) -> None:
+        assert config() == {
+            "HOST": "0.0.0.0",  # noqa: S104 - the pod listens on all its interfaces
+            "PORT": "8000",
+            "CHECKPOINTER": "postgres",
+            "PGBOUNCER": "false",
+            "DB_POOL_MIN_SIZE": "2",
+            "DB_POOL_MAX_SIZE": "16",
+            "DB_POOL_TIMEOUT": "5",
+            "DB_POOL_MAX_LIFETIME": "1800",
+            "DB_STATEMENT_TIMEOUT": "30",
+            "GRAPHS": '{"support":"service.graphs.support:graph"}',
+            "MAX_BODY_BYTES": "1048576",
+            "DRAIN_TIMEOUT": "30",
+            "LOG_LEVEL": "INFO",
+        }
+
+    def test_should_take_each_setting_from_values(self) -> None:
+        data = config({
+            "config.port": 8080, "database.pgbouncer": True, "database.migrateUrl": "postgresql://o@db/x",
+            "database.pool.minSize": 0, "database.pool.maxSize": 4, "database.pool.timeoutSeconds": 2,
+            "database.pool.maxLifetimeSeconds": 600, "database.statementTimeoutSeconds": 0,
+            "config.maxBodyBytes": 10000000, "shutdown.drainTimeoutSeconds": 120, "config.logLevel": "DEBUG",
+        })
+        assert {k: data[k] for k in ("PORT", "PGBOUNCER", "DB_POOL_MIN_SIZE", "DB_POOL_MAX_SIZE", "DB_POOL_TIMEOUT",
+                                     "DB_POOL_MAX_LIFETIME", "DB_STATEMENT_TIMEOUT", "MAX_BODY_BYTES",
+                                     "DRAIN_TIMEOUT", "LOG_LEVEL")} == {
+            "PORT": "8080", "PGBOUNCER": "true", "DB_POOL_MIN_SIZE": "0", "DB_POOL_MAX_SIZE": "4",
+            "DB_POOL_TIMEOUT": "2", "DB_POOL_MAX_LIFETIME": "600", "DB_STATEMENT_TIMEOUT": "0",
+            "MAX_BODY_BYTES": "10000000", "DRAIN_TIMEOUT": "120", "LOG_LEVEL": "DEBUG"}
+
+    def test_should_render_graphs_as_a_json_object(self) -> None:
+        graphs = {"support": "service.graphs.support:graph", "triage": "agents.triage:build"}
+        data = config({"config.graphs": graphs})
+        # Helm merges maps, so the default "support" entry stays unless overridden.
+        assert json.loads(data["GRAPHS"]) == graphs
+
+    def test_should_always_use_the_postgres_checkpointer(self) -> None:
+        assert config({"database.pgbouncer": True, "database.migrateUrl": "postgresql://o@db/x"})["CHECKPOINTER"] == \
+            "postgres"
