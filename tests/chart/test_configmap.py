@@ -51,6 +51,10 @@ class TestConfigMap:
         # Helm merges maps, so the default "support" entry stays unless overridden.
         assert json.loads(data["GRAPHS"]) == graphs
 
+    def test_should_drop_a_default_graph_set_to_null(self) -> None:
+        data = config({"config.graphs": {"support": None, "triage": "agents.triage:build"}})
+        assert json.loads(data["GRAPHS"]) == {"triage": "agents.triage:build"}
+
     def test_should_always_use_the_postgres_checkpointer(self) -> None:
         assert config({"database.pgbouncer": True, "database.migrateUrl": "postgresql://o@db/x"})["CHECKPOINTER"] == \
             "postgres"
