@@ -115,6 +115,7 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
         from langgraph.store.postgres.aio import AsyncPostgresStore
 
         assert settings.database is not None
+        db.use_fast_json()
         p = settings.pool
         pool = AsyncConnectionPool(
             db.pool_conninfo(settings.database.conninfo, pgbouncer=p.pgbouncer,
@@ -122,7 +123,7 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
             min_size=p.min_size, max_size=p.max_size, timeout=p.timeout, max_lifetime=p.max_lifetime,
             max_idle=p.max_idle, kwargs=db.pool_kwargs(pgbouncer=p.pgbouncer, statement_timeout=p.statement_timeout),
             configure=_set_statement_timeout(p.statement_timeout) if p.pgbouncer else None,
-            check=AsyncConnectionPool.check_connection, open=False, name="langgraph",
+            check=db.check_if_idle, reset=db.note_returned, open=False, name="langgraph",
         )
         await pool.open(wait=False)
         checkpointer = PooledPostgresSaver(pool)

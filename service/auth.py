@@ -8,7 +8,7 @@ compared in constant time and never logged.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from litestar.connection import ASGIConnection
@@ -16,13 +16,14 @@ from litestar.handlers.base import BaseRouteHandler
 
 from service.errors import Unauthorized
 
-Guard = Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], None]
+Guard = Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], Awaitable[None]]
 
 
 def api_key_guard(keys: Sequence[str]) -> Guard:
     encoded = [k.encode() for k in keys]
 
-    def guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
+    # A coroutine: Litestar would run a plain function in a worker thread on every request.
+    async def guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
         if not encoded or handler.opt.get("public"):
             return
         given = connection.headers.get("x-api-key", "").encode()

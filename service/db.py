@@ -12,6 +12,7 @@ import enum
 import random
 import re
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
@@ -229,3 +230,40 @@ def pool_conninfo(conninfo: str, *, pgbouncer: bool, statement_timeout: float, c
     if not pgbouncer and statement_timeout > 0:
         params["options"] = f"-c statement_timeout={int(statement_timeout * 1000)}"
     return with_params(conninfo, **params)
+
+
+# Pool health checks. Checking every checkout costs a round trip per database call; instead a
+# connection is checked when it comes out of the pool after sitting idle for a while (the time
+# in which a restart, failover or idle timeout may have broken it). A broken connection that
+# was used moments ago fails its statement (answered 503) and the pool discards it on return.
+IDLE_CHECK_SECONDS = 2.0
+_LAST_RETURNED: weakref.WeakKeyDictionary[object, float] = weakref.WeakKeyDictionary()
+
+
+async def check_if_idle(conn: psycopg.AsyncConnection[object]) -> None:
+    from psycopg_pool import AsyncConnectionPool
+
+    last = _LAST_RETURNED.get(conn)
+    if last is None or time.monotonic() - last > IDLE_CHECK_SECONDS:
+        await AsyncConnectionPool.check_connection(conn)
+
+
+async def note_returned(conn: psycopg.AsyncConnection[object]) -> None:
+    _LAST_RETURNED[conn] = time.monotonic()
+
+
+def use_fast_json() -> None:
+    """(De)serialise jsonb with orjson instead of the standard library (process-wide).
+
+    Checkpoints, metadata and thread values are jsonb; the stock json module is the largest
+    client-side cost of a checkpoint write after the round trip itself. The stored jsonb is the
+    same: PostgreSQL keeps jsonb in its own binary form, whatever the client's text looked like.
+    """
+    import orjson
+    from psycopg.types.json import set_json_dumps, set_json_loads
+
+    def dumps(obj: object) -> bytes:
+        return orjson.dumps(obj, option=orjson.OPT_NON_STR_KEYS)
+
+    set_json_dumps(dumps)
+    set_json_loads(orjson.loads)

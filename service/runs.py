@@ -20,7 +20,7 @@ import msgspec
 from langgraph.types import Command
 
 from service import metrics
-from service.errors import NotFound, Unprocessable
+from service.errors import Conflict, NotFound, Unprocessable
 from service.graphs import GraphEntry, resolve
 from service.logging import get_logger
 from service.serde import to_jsonable
@@ -121,23 +121,18 @@ class RunManager:
         if thread_id is None:
             thread = await self.threads.create(None, {"graph_id": entry.graph_id, "temporary": True}, "raise")
             thread_id = thread["thread_id"]
-        else:
-            try:
-                thread = await self.threads.get(thread_id)
-            except NotFound:
-                if body.if_not_exists != "create":
-                    raise
-                thread = await self.threads.create(thread_id, {"graph_id": entry.graph_id}, "do_nothing")
-            if thread["metadata"].get("graph_id") != entry.graph_id:
-                await self.threads.patch(thread_id, {"graph_id": entry.graph_id})
+        elif body.if_not_exists == "create":
+            await self.threads.ensure(thread_id, {"graph_id": entry.graph_id})
         run = RunRecord(run_id=str(uuid.uuid4()), thread_id=thread_id, assistant_id=entry.assistant_id,
-                        metadata=body.metadata or {}, multitask_strategy=body.multitask_strategy)
+                        graph_id=entry.graph_id, metadata=body.metadata or {},
+                        multitask_strategy=body.multitask_strategy)
         try:
             waited = await self.threads.begin_run(run, self.lease, self.queue_timeout)
-        except Exception:
-            metrics.RUNS.labels(entry.graph_id, "rejected").inc()
+        except BaseException as exc:
+            if isinstance(exc, Conflict):
+                metrics.RUNS.labels(entry.graph_id, "rejected").inc()
             if temporary:
-                await self._drop_thread(thread_id)
+                await asyncio.shield(self._drop_thread(thread_id))
             raise
         metrics.THREAD_LOCK_WAIT.observe(waited)
         return ActiveRun(run, entry, temporary, asyncio.Queue())

@@ -34,7 +34,10 @@ APP_MIGRATIONS: tuple[str, ...] = (
                     CHECK (status IN ('idle', 'busy', 'interrupted', 'error')),
         values      jsonb NOT NULL DEFAULT '{}',
         interrupts  jsonb NOT NULL DEFAULT '{}',
-        error       jsonb
+        error       jsonb,
+        -- The run that holds the thread, until its lease expires (its pod renews it while it runs).
+        run_id            uuid,
+        lease_expires_at  timestamptz
     )
     """,
     "CREATE INDEX CONCURRENTLY IF NOT EXISTS threads_metadata_idx ON threads USING gin (metadata jsonb_path_ops)",

@@ -1,11 +1,14 @@
 """Thread records and the per-thread run queue, shared by every pod through PostgreSQL.
 
 A thread row holds metadata, status and the latest values (so listing threads never reads
-checkpoints). A run takes its thread through the ``runs`` table: it is inserted ``pending``,
-and becomes ``running`` only when no other live run of the thread is running or queued ahead
-of it. Each decision is one short transaction that locks the thread row, so it works through
-PgBouncer's transaction pooling, and every live run renews a lease: a run whose pod died stops
-blocking its thread when its lease expires.
+checkpoints), and the run that holds it (``run_id`` with a ``lease_expires_at`` its pod renews
+while it runs). A run takes an idle thread with one conditional UPDATE of that row, which
+PostgreSQL re-checks after any row lock wait, so two runs can never both take it. A run that
+finds the thread held waits in the ``runs`` table (``pending``, its lease renewed while it
+polls) and takes the thread when the holder is gone and no live run is queued before it; each
+such decision is one short transaction that locks the thread row. Nothing relies on a session
+(no advisory locks), so it works through PgBouncer's transaction pooling, and a run whose pod
+died stops blocking its thread when its lease expires.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ class RunRecord:
     run_id: str
     thread_id: str
     assistant_id: str
+    graph_id: str = ""
     metadata: dict[str, Any] = field(default_factory=dict)
     multitask_strategy: str = "enqueue"
     created_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
@@ -57,6 +61,7 @@ class RunRecord:
 class ThreadStore(Protocol):
     async def create(self, thread_id: str | None, metadata: dict[str, Any], if_exists: str) -> dict[str, Any]: ...
     async def get(self, thread_id: str) -> dict[str, Any]: ...
+    async def ensure(self, thread_id: str, metadata: dict[str, Any]) -> None: ...
     async def patch(self, thread_id: str, metadata: dict[str, Any]) -> dict[str, Any]: ...
     async def delete(self, thread_id: str) -> None: ...
     async def search(self, filters: Filters, limit: int, offset: int, sort_by: str,
@@ -79,10 +84,31 @@ def new_thread_id() -> str:
 # A thread that says busy but whose run lost its lease (its pod died) reads as error.
 _THREAD_COLUMNS = """
     t.thread_id, t.created_at, t.updated_at, t.metadata, t.values, t.interrupts, t.error,
-    CASE WHEN t.status = 'busy' AND NOT EXISTS (
-            SELECT 1 FROM runs r WHERE r.thread_id = t.thread_id AND r.status = 'running'
-              AND r.lease_expires_at > now())
+    CASE WHEN t.status = 'busy' AND (t.lease_expires_at IS NULL OR t.lease_expires_at <= now())
          THEN 'error' ELSE t.status END AS status
+"""
+_LIVE_HOLDER = "t.run_id IS NOT NULL AND t.lease_expires_at > now()"
+
+# The fast path: take an idle thread in one statement. The condition on the row's own columns
+# is re-checked after a row lock wait, which makes it a mutex; the pending-queue check only keeps
+# newcomers from overtaking queued runs (the slow path is exact about order).
+_TAKE_IDLE_SQL = f"""
+WITH taken AS (
+    UPDATE threads AS t SET run_id = %(run_id)s, lease_expires_at = now() + %(lease)s, status = 'busy',
+        updated_at = now(),
+        metadata = CASE WHEN t.metadata->>'graph_id' IS DISTINCT FROM %(graph_id)s
+                        THEN t.metadata || jsonb_build_object('graph_id', %(graph_id)s::text) ELSE t.metadata END
+    WHERE t.thread_id = %(thread_id)s AND NOT ({_LIVE_HOLDER})
+      AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.thread_id = %(thread_id)s AND r.status = 'pending'
+                      AND r.lease_expires_at > now())
+    RETURNING t.thread_id
+), recorded AS (
+    INSERT INTO runs (run_id, thread_id, assistant_id, status, multitask_strategy, metadata, pod, lease_expires_at)
+    SELECT %(run_id)s, thread_id, %(assistant_id)s, 'running', %(strategy)s, %(metadata)s, %(pod)s,
+           now() + %(lease)s
+    FROM taken
+)
+SELECT EXISTS (SELECT 1 FROM taken) AS taken, EXISTS (SELECT 1 FROM threads WHERE thread_id = %(thread_id)s) AS found
 """
 
 
@@ -138,6 +164,12 @@ class PostgresThreadStore:
             return await self.get(thread_id)
         raise Conflict(f"thread {thread_id} already exists")
 
+    async def ensure(self, thread_id: str, metadata: dict[str, Any]) -> None:
+        """Create the thread unless it exists (one statement, nothing returned)."""
+        async with self.pool.connection() as conn:
+            await conn.execute("INSERT INTO threads (thread_id, metadata) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                               (thread_id, Jsonb(metadata)))
+
     async def get(self, thread_id: str) -> dict[str, Any]:
         async with self.pool.connection() as conn:
             cur = await conn.execute(f"SELECT {_THREAD_COLUMNS} FROM threads t WHERE t.thread_id = %s",
@@ -165,8 +197,9 @@ class PostgresThreadStore:
             if await cur.fetchone() is None:
                 raise NotFound(f"thread {thread_id} not found")
             cur = await conn.execute(
-                "SELECT 1 FROM runs WHERE thread_id = %s AND status IN ('pending', 'running') "
-                "AND lease_expires_at > now() LIMIT 1", (thread_id,))
+                f"SELECT 1 FROM threads t WHERE t.thread_id = %s AND {_LIVE_HOLDER} UNION ALL "
+                "SELECT 1 FROM runs WHERE thread_id = %s AND status = 'pending' AND lease_expires_at > now() LIMIT 1",
+                (thread_id, thread_id))
             if await cur.fetchone() is not None:
                 raise Conflict(f"thread {thread_id} has a run in progress")
             # The same rows AsyncPostgresSaver.adelete_thread removes, in the same transaction.
@@ -205,13 +238,26 @@ class PostgresThreadStore:
     async def begin_run(self, run: RunRecord, lease: float, timeout: float) -> float:
         """Wait until ``run`` may execute on its thread; return the seconds waited.
 
-        ``reject`` raises Conflict when any other live run holds or waits for the thread;
-        ``enqueue`` queues the run and polls until it is the oldest live one.
+        ``reject`` raises Conflict when another live run holds or waits for the thread;
+        ``enqueue`` queues the run and polls until the holder is gone and it is the oldest.
+        Raises NotFound when the thread does not exist.
         """
         started = time.monotonic()
         lease_iv = dt.timedelta(seconds=lease)
-        if await self._try_start(run, lease_iv, first=True):
+        params = {"run_id": run.run_id, "thread_id": run.thread_id, "lease": lease_iv, "graph_id": run.graph_id,
+                  "assistant_id": run.assistant_id, "strategy": run.multitask_strategy,
+                  "metadata": Jsonb(run.metadata), "pod": self.pod}
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(_TAKE_IDLE_SQL, params)
+            row = await cur.fetchone()
+        assert row is not None
+        if row["taken"]:
             return time.monotonic() - started
+        if not row["found"]:
+            raise NotFound(f"thread {run.thread_id} not found")
+        if run.multitask_strategy == "reject":
+            raise Conflict(f"thread {run.thread_id} is busy", thread_id=run.thread_id)
+        await self._queue(params)
         delay = 0.02
         try:
             while True:
@@ -220,58 +266,62 @@ class PostgresThreadStore:
                     raise Unavailable(f"run waited over {timeout:g}s for thread {run.thread_id}", retry_after=5)
                 await asyncio.sleep(delay * random.uniform(0.5, 1.0))  # noqa: S311 - jitter
                 delay = min(0.25, delay * 1.5)
-                if await self._try_start(run, lease_iv, first=False):
+                if await self._try_take(params):
                     return time.monotonic() - started
         except asyncio.CancelledError:
             await asyncio.shield(self._set_status(run.run_id, "cancelled"))
             raise
 
-    async def _try_start(self, run: RunRecord, lease: dt.timedelta, *, first: bool) -> bool:
-        async with self.pool.connection() as conn, conn.transaction():
-            cur = await conn.execute("SELECT 1 FROM threads WHERE thread_id = %s FOR NO KEY UPDATE",
-                                     (run.thread_id,))
-            if await cur.fetchone() is None:
-                raise NotFound(f"thread {run.thread_id} not found")
-            # Runs whose pods stopped renewing their lease no longer hold or wait for the thread.
+    async def _queue(self, params: dict[str, Any]) -> None:
+        async with self.pool.connection() as conn:
             await conn.execute(
-                "UPDATE runs SET status = 'error', updated_at = now() WHERE thread_id = %s "
-                "AND status IN ('pending', 'running') AND lease_expires_at <= now()", (run.thread_id,))
+                "INSERT INTO runs (run_id, thread_id, assistant_id, status, multitask_strategy, metadata, pod, "
+                "lease_expires_at, created_at) VALUES (%(run_id)s, %(thread_id)s, %(assistant_id)s, 'pending', "
+                "%(strategy)s, %(metadata)s, %(pod)s, now() + %(lease)s, clock_timestamp())", params)
+
+    async def _try_take(self, params: dict[str, Any]) -> bool:
+        """One transaction, pipelined into two round trips: lock the thread and read the queue, decide."""
+        run_id = params["run_id"]
+        async with self.pool.connection() as conn, conn.pipeline(), conn.transaction():
+            holder = await conn.execute(
+                f"SELECT {_LIVE_HOLDER} AS held, t.run_id::text AS run_id FROM threads t "
+                "WHERE t.thread_id = %(thread_id)s FOR NO KEY UPDATE", params)
+            # Queued runs whose pods stopped renewing their lease no longer wait for the thread.
+            await conn.execute(
+                "UPDATE runs SET status = 'error', updated_at = now() WHERE thread_id = %(thread_id)s "
+                "AND status IN ('pending', 'running') AND lease_expires_at <= now()", params)
             cur = await conn.execute(
-                "SELECT run_id::text AS run_id, status FROM runs WHERE thread_id = %s "
-                "AND status IN ('pending', 'running') ORDER BY created_at, run_id", (run.thread_id,))
-            queue = await cur.fetchall()
-            active = [r for r in queue if r["run_id"] != run.run_id]
-            if first:
-                if active and run.multitask_strategy == "reject":
-                    raise Conflict(f"thread {run.thread_id} is busy", thread_id=run.thread_id)
-                status = "pending" if active else "running"
-                await conn.execute(
-                    "INSERT INTO runs (run_id, thread_id, assistant_id, status, multitask_strategy, metadata, pod, "
-                    "lease_expires_at) VALUES (%s, %s, %s, %s, %s, %s, %s, now() + %s)",
-                    (run.run_id, run.thread_id, run.assistant_id, status, run.multitask_strategy,
-                     Jsonb(run.metadata), self.pod, lease))
-            else:
-                cur = await conn.execute("SELECT status FROM runs WHERE run_id = %s", (run.run_id,))
+                "SELECT run_id::text AS run_id FROM runs WHERE thread_id = %(thread_id)s AND status = 'pending' "
+                "ORDER BY created_at, run_id LIMIT 1", params)
+            thread = await holder.fetchone()
+            if thread is None:
+                await conn.execute("UPDATE runs SET status = 'cancelled' WHERE run_id = %(run_id)s", params)
+                raise NotFound(f"thread {params['thread_id']} was deleted")
+            first = await cur.fetchone()
+            if first is None or first["run_id"] != run_id:
+                cur = await conn.execute("SELECT status FROM runs WHERE run_id = %(run_id)s", params)
                 mine = await cur.fetchone()
                 if mine is None or mine["status"] != "pending":
-                    raise Unavailable(f"run {run.run_id} lost its place in the queue", retry_after=1)
-                # My turn: nothing else running, and nothing queued before me.
-                my_turn = queue[0]["run_id"] == run.run_id and not any(r["status"] == "running" for r in active)
-                status = "running" if my_turn else "pending"
-                await conn.execute(
-                    "UPDATE runs SET status = %s, lease_expires_at = now() + %s, updated_at = now() "
-                    "WHERE run_id = %s", (status, lease, run.run_id))
-            if status == "running":
-                await conn.execute("UPDATE threads SET status = 'busy', updated_at = now() WHERE thread_id = %s",
-                                   (run.thread_id,))
-                return True
-            return False
+                    raise Unavailable(f"run {run_id} lost its place in the queue", retry_after=1)
+            if thread["held"] or first is None or first["run_id"] != run_id:
+                await conn.execute("UPDATE runs SET lease_expires_at = now() + %(lease)s WHERE run_id = %(run_id)s",
+                                   params)
+                return False
+            await conn.execute(
+                "UPDATE runs SET status = 'running', lease_expires_at = now() + %(lease)s, updated_at = now() "
+                "WHERE run_id = %(run_id)s", params)
+            await conn.execute(
+                "UPDATE threads AS t SET run_id = %(run_id)s, lease_expires_at = now() + %(lease)s, "
+                "status = 'busy', updated_at = now(), metadata = t.metadata || jsonb_build_object('graph_id', "
+                "%(graph_id)s::text) WHERE t.thread_id = %(thread_id)s", params)
+            return True
 
     async def heartbeat(self, run_id: str, lease: float) -> bool:
         async with self.pool.connection() as conn:
             cur = await conn.execute(
-                "UPDATE runs SET lease_expires_at = now() + %s WHERE run_id = %s AND status = 'running' "
-                "RETURNING 1", (dt.timedelta(seconds=lease), run_id))
+                "WITH thread AS (UPDATE threads SET lease_expires_at = now() + %(lease)s WHERE run_id = %(run_id)s) "
+                "UPDATE runs SET lease_expires_at = now() + %(lease)s WHERE run_id = %(run_id)s "
+                "AND status = 'running' RETURNING 1", {"lease": dt.timedelta(seconds=lease), "run_id": run_id})
             return await cur.fetchone() is not None
 
     async def _set_status(self, run_id: str, status: str) -> None:
@@ -282,14 +332,15 @@ class PostgresThreadStore:
     async def finish_run(self, run: RunRecord, run_status: RunStatus, thread_status: ThreadStatus,
                          values: dict[str, Any] | None, interrupts: dict[str, Any],
                          error: dict[str, Any] | None) -> None:
-        async with self.pool.connection() as conn, conn.transaction():
-            await conn.execute("UPDATE runs SET status = %s, updated_at = now() WHERE run_id = %s",
-                               (run_status, run.run_id))
+        # One statement, so one round trip and atomic: the run's end and the thread's new state.
+        async with self.pool.connection() as conn:
+            # Only the holder releases the thread (one that lost its lease must not clobber the next).
             await conn.execute(
+                "WITH finished AS (UPDATE runs SET status = %s, updated_at = now() WHERE run_id = %s) "
                 "UPDATE threads SET status = %s, values = coalesce(%s, values), interrupts = %s, error = %s, "
-                "updated_at = now() WHERE thread_id = %s",
-                (thread_status, Jsonb(values) if values is not None else None, Jsonb(interrupts),
-                 Jsonb(error) if error is not None else None, run.thread_id))
+                "run_id = NULL, lease_expires_at = NULL, updated_at = now() WHERE thread_id = %s AND run_id = %s",
+                (run_status, run.run_id, thread_status, Jsonb(values) if values is not None else None,
+                 Jsonb(interrupts), Jsonb(error) if error is not None else None, run.thread_id, run.run_id))
 
 
 # -- in memory (CHECKPOINTER=memory: local experiments and benchmarks only) -----------------------
@@ -337,6 +388,9 @@ class MemoryThreadStore:
             return self.threads[thread_id]
         except KeyError:
             raise NotFound(f"thread {thread_id} not found") from None
+
+    async def ensure(self, thread_id: str, metadata: dict[str, Any]) -> None:
+        await self.create(thread_id, metadata, "do_nothing")
 
     async def get(self, thread_id: str) -> dict[str, Any]:
         return dict(self._get(thread_id).data)
@@ -398,6 +452,8 @@ class MemoryThreadStore:
         finally:
             thread.waiting -= 1
         thread.data["status"] = "busy"
+        if run.graph_id and thread.data["metadata"].get("graph_id") != run.graph_id:
+            thread.data["metadata"] = {**thread.data["metadata"], "graph_id": run.graph_id}
         return time.monotonic() - started
 
     async def heartbeat(self, run_id: str, lease: float) -> bool:

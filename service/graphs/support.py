@@ -60,7 +60,7 @@ def _latest_user_text(state: SupportState) -> str:
     return ""
 
 
-def classify(state: SupportState) -> SupportState:
+async def classify(state: SupportState) -> SupportState:
     text = _latest_user_text(state)
     category: Category
     if _REGULATED.search(text):
@@ -74,26 +74,26 @@ def classify(state: SupportState) -> SupportState:
     return {"category": category, "approved_reply": None, "reviewed_by": None}
 
 
-def draft(state: SupportState) -> SupportState:
+async def draft(state: SupportState) -> SupportState:
     return {"draft": _REPLIES[state.get("category", "general")]}
 
 
-def compliance(state: SupportState) -> SupportState:
+async def compliance(state: SupportState) -> SupportState:
     flagged = state.get("category") == "regulated" or bool(_REGULATED.search(state.get("draft", "")))
     return {"needs_approval": flagged}
 
 
-def route_after_compliance(state: SupportState) -> Literal["human_approval", "respond"]:
+async def route_after_compliance(state: SupportState) -> Literal["human_approval", "respond"]:
     return "human_approval" if state.get("needs_approval") else "respond"
 
 
-def human_approval(state: SupportState) -> SupportState:
+async def human_approval(state: SupportState) -> SupportState:
     """Runs when the operator resumes; their ``approved_reply`` (if any) replaces the draft."""
     approved = state.get("approved_reply")
     return {"draft": approved} if approved else {}
 
 
-def respond(state: SupportState) -> SupportState:
+async def respond(state: SupportState) -> SupportState:
     return {"messages": [AIMessage(content=state.get("draft", _REPLIES["general"]))]}
 
 

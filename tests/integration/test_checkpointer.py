@@ -1,0 +1,115 @@
+"""PooledPostgresSaver: same rows as the stock saver, concurrency bounded by the pool."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+from psycopg import AsyncConnection
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
+
+from service.checkpointer import PooledPostgresSaver, SchemaManagedElsewhere
+from service.graphs.support import graph as support
+
+QUESTION = {"messages": [{"role": "user", "content": "Will my investment returns be guaranteed?"}]}
+
+
+def open_pool(conninfo: str, max_size: int = 4) -> AsyncConnectionPool[Any]:
+    return AsyncConnectionPool(conninfo, min_size=1, max_size=max_size, open=False,
+                               kwargs={"autocommit": True, "row_factory": dict_row, "prepare_threshold": 0})
+
+
+@asynccontextmanager
+async def stock_saver(conninfo: str) -> AsyncIterator[AsyncPostgresSaver]:
+    async with await AsyncConnection.connect(conninfo, autocommit=True, row_factory=dict_row,
+                                             prepare_threshold=0) as conn:
+        yield AsyncPostgresSaver(conn)  # type: ignore[arg-type]
+
+
+class TestCompatibility:
+    @pytest.mark.parametrize("writer", ["pooled", "stock"])
+    def test_should_read_what_the_other_saver_wrote(self, migrated_db: str, writer: str) -> None:
+        async def scenario() -> None:
+            pool = open_pool(migrated_db)
+            await pool.open()
+            pooled = PooledPostgresSaver(pool)
+            try:
+                async with stock_saver(migrated_db) as stock:
+                    write_with, read_with = (pooled, stock) if writer == "pooled" else (stock, pooled)
+                    config = {"configurable": {"thread_id": f"compat-{writer}"}}
+                    w = support.copy(update={"checkpointer": write_with})
+                    r = support.copy(update={"checkpointer": read_with})
+                    await w.ainvoke(QUESTION, config)  # type: ignore[arg-type]
+                    written = await w.aget_state(config)  # type: ignore[arg-type]
+                    read = await r.aget_state(config)  # type: ignore[arg-type]
+                    assert read.values == written.values
+                    assert read.next == ("human_approval",)
+                    assert [s.config async for s in r.aget_state_history(config)] == [  # type: ignore[arg-type]
+                        s.config async for s in w.aget_state_history(config)]  # type: ignore[arg-type]
+                    # The reader continues the thread the writer paused.
+                    await r.aupdate_state(config, {"approved_reply": "ok by compliance"})  # type: ignore[arg-type]
+                    final = await r.ainvoke(None, config)  # type: ignore[arg-type]
+                    assert final["messages"][-1].content == "ok by compliance"
+                    assert (await w.aget_state(config)).values["messages"][-1].content == "ok by compliance"  # type: ignore[arg-type]
+            finally:
+                await pool.close()
+
+        asyncio.run(scenario())
+
+    def test_should_refuse_to_run_ddl(self, migrated_db: str) -> None:
+        async def scenario() -> None:
+            pool = open_pool(migrated_db)
+            await pool.open()
+            try:
+                with pytest.raises(SchemaManagedElsewhere):
+                    await PooledPostgresSaver(pool).setup()
+            finally:
+                await pool.close()
+
+        asyncio.run(scenario())
+
+
+class _CountingPool(AsyncConnectionPool[Any]):
+    """Counts how many connections are checked out at once; holds each a little longer."""
+
+    active = 0
+    peak = 0
+
+    @asynccontextmanager
+    async def connection(self, timeout: float | None = None) -> AsyncIterator[Any]:
+        async with super().connection(timeout) as conn:
+            type(self).active += 1
+            type(self).peak = max(type(self).peak, type(self).active)
+            try:
+                await asyncio.sleep(0.02)
+                yield conn
+            finally:
+                type(self).active -= 1
+
+
+class TestConcurrency:
+    @pytest.mark.parametrize(("saver_cls", "bounded_by_pool"), [(PooledPostgresSaver, True),
+                                                                 (AsyncPostgresSaver, False)])
+    def test_should_use_the_pool_concurrently_where_the_stock_saver_serialises(
+        self, migrated_db: str, saver_cls: type[AsyncPostgresSaver], bounded_by_pool: bool
+    ) -> None:
+        async def scenario() -> int:
+            _CountingPool.active = _CountingPool.peak = 0
+            pool = _CountingPool(migrated_db, min_size=4, max_size=4, open=False,
+                                 kwargs={"autocommit": True, "row_factory": dict_row})
+            await pool.open()
+            try:
+                saver = saver_cls(pool)
+                await asyncio.gather(*(saver.aget_tuple({"configurable": {"thread_id": f"t{i}"}})
+                                       for i in range(16)))
+            finally:
+                await pool.close()
+            return _CountingPool.peak
+
+        peak = asyncio.run(scenario())
+        assert peak == (4 if bounded_by_pool else 1)
