@@ -123,7 +123,7 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
             min_size=p.min_size, max_size=p.max_size, timeout=p.timeout, max_lifetime=p.max_lifetime,
             max_idle=p.max_idle, kwargs=db.pool_kwargs(pgbouncer=p.pgbouncer, statement_timeout=p.statement_timeout),
             configure=_set_statement_timeout(p.statement_timeout) if p.pgbouncer else None,
-            check=db.check_if_idle, reset=db.note_returned, open=False, name="langgraph",
+            check=db.check_if_idle, open=False, name="langgraph",
         )
         await pool.open(wait=False)
         checkpointer = PooledPostgresSaver(pool)

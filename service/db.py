@@ -233,23 +233,22 @@ def pool_conninfo(conninfo: str, *, pgbouncer: bool, statement_timeout: float, c
 
 
 # Pool health checks. Checking every checkout costs a round trip per database call; instead a
-# connection is checked when it comes out of the pool after sitting idle for a while (the time
-# in which a restart, failover or idle timeout may have broken it). A broken connection that
-# was used moments ago fails its statement (answered 503) and the pool discards it on return.
+# connection is checked when it is taken again after a pause (the time in which a restart,
+# failover or idle timeout may have broken it). A broken connection that was used moments ago
+# fails its statement (answered 503) and the pool discards it on return. The time is noted at
+# checkout, not on return: a return callback would send every return through the pool's worker.
 IDLE_CHECK_SECONDS = 2.0
-_LAST_RETURNED: weakref.WeakKeyDictionary[object, float] = weakref.WeakKeyDictionary()
+_LAST_CHECKOUT: weakref.WeakKeyDictionary[object, float] = weakref.WeakKeyDictionary()
 
 
 async def check_if_idle(conn: psycopg.AsyncConnection[object]) -> None:
     from psycopg_pool import AsyncConnectionPool
 
-    last = _LAST_RETURNED.get(conn)
-    if last is None or time.monotonic() - last > IDLE_CHECK_SECONDS:
+    now = time.monotonic()
+    last = _LAST_CHECKOUT.get(conn)
+    _LAST_CHECKOUT[conn] = now
+    if last is None or now - last > IDLE_CHECK_SECONDS:
         await AsyncConnectionPool.check_connection(conn)
-
-
-async def note_returned(conn: psycopg.AsyncConnection[object]) -> None:
-    _LAST_RETURNED[conn] = time.monotonic()
 
 
 def use_fast_json() -> None:

@@ -24,7 +24,7 @@ from service.errors import Conflict, NotFound, Unprocessable
 from service.graphs import GraphEntry, resolve
 from service.logging import get_logger
 from service.serde import to_jsonable
-from service.threads import RunRecord, RunStatus, ThreadStatus, ThreadStore
+from service.threads import RunRecord, RunStatus, ThreadStatus, ThreadStore, new_thread_id
 
 log = get_logger("service.runs")
 
@@ -118,16 +118,16 @@ class RunManager:
         entry = resolve(self.graphs, body.assistant_id)
         _modes(body)  # validate before anything is created
         temporary = thread_id is None
+        create: dict[str, Any] | None = None
         if thread_id is None:
-            thread = await self.threads.create(None, {"graph_id": entry.graph_id, "temporary": True}, "raise")
-            thread_id = thread["thread_id"]
+            thread_id, create = new_thread_id(), {"graph_id": entry.graph_id, "temporary": True}
         elif body.if_not_exists == "create":
-            await self.threads.ensure(thread_id, {"graph_id": entry.graph_id})
+            create = {"graph_id": entry.graph_id}
         run = RunRecord(run_id=str(uuid.uuid4()), thread_id=thread_id, assistant_id=entry.assistant_id,
                         graph_id=entry.graph_id, metadata=body.metadata or {},
                         multitask_strategy=body.multitask_strategy)
         try:
-            waited = await self.threads.begin_run(run, self.lease, self.queue_timeout)
+            waited = await self.threads.begin_run(run, self.lease, self.queue_timeout, create)
         except BaseException as exc:
             if isinstance(exc, Conflict):
                 metrics.RUNS.labels(entry.graph_id, "rejected").inc()

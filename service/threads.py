@@ -61,14 +61,14 @@ class RunRecord:
 class ThreadStore(Protocol):
     async def create(self, thread_id: str | None, metadata: dict[str, Any], if_exists: str) -> dict[str, Any]: ...
     async def get(self, thread_id: str) -> dict[str, Any]: ...
-    async def ensure(self, thread_id: str, metadata: dict[str, Any]) -> None: ...
     async def patch(self, thread_id: str, metadata: dict[str, Any]) -> dict[str, Any]: ...
     async def delete(self, thread_id: str) -> None: ...
     async def search(self, filters: Filters, limit: int, offset: int, sort_by: str,
                      sort_order: str) -> list[dict[str, Any]]: ...
     async def count(self, filters: Filters) -> int: ...
     async def record_state(self, thread_id: str, values: dict[str, Any], status: ThreadStatus | None) -> None: ...
-    async def begin_run(self, run: RunRecord, lease: float, timeout: float) -> float: ...
+    async def begin_run(self, run: RunRecord, lease: float, timeout: float,
+                        create: dict[str, Any] | None = None) -> float: ...
     async def heartbeat(self, run_id: str, lease: float) -> bool: ...
     async def finish_run(self, run: RunRecord, run_status: RunStatus, thread_status: ThreadStatus,
                          values: dict[str, Any] | None, interrupts: dict[str, Any],
@@ -109,6 +109,22 @@ WITH taken AS (
     FROM taken
 )
 SELECT EXISTS (SELECT 1 FROM taken) AS taken, EXISTS (SELECT 1 FROM threads WHERE thread_id = %(thread_id)s) AS found
+"""
+
+# The first run of a thread that may not exist yet (if_not_exists=create): create it already held.
+_CREATE_TAKEN_SQL = """
+WITH created AS (
+    INSERT INTO threads (thread_id, metadata, status, run_id, lease_expires_at)
+    VALUES (%(thread_id)s, %(create_metadata)s, 'busy', %(run_id)s, now() + %(lease)s)
+    ON CONFLICT DO NOTHING
+    RETURNING thread_id
+), recorded AS (
+    INSERT INTO runs (run_id, thread_id, assistant_id, status, multitask_strategy, metadata, pod, lease_expires_at)
+    SELECT %(run_id)s, thread_id, %(assistant_id)s, 'running', %(strategy)s, %(metadata)s, %(pod)s,
+           now() + %(lease)s
+    FROM created
+)
+SELECT EXISTS (SELECT 1 FROM created) AS taken, TRUE AS found
 """
 
 
@@ -163,12 +179,6 @@ class PostgresThreadStore:
         if if_exists == "do_nothing":
             return await self.get(thread_id)
         raise Conflict(f"thread {thread_id} already exists")
-
-    async def ensure(self, thread_id: str, metadata: dict[str, Any]) -> None:
-        """Create the thread unless it exists (one statement, nothing returned)."""
-        async with self.pool.connection() as conn:
-            await conn.execute("INSERT INTO threads (thread_id, metadata) VALUES (%s, %s) ON CONFLICT DO NOTHING",
-                               (thread_id, Jsonb(metadata)))
 
     async def get(self, thread_id: str) -> dict[str, Any]:
         async with self.pool.connection() as conn:
@@ -235,21 +245,29 @@ class PostgresThreadStore:
         return int(row["n"]) if row else 0
 
     # -- the run queue ----------------------------------------------------------------------------
-    async def begin_run(self, run: RunRecord, lease: float, timeout: float) -> float:
+    async def begin_run(self, run: RunRecord, lease: float, timeout: float,
+                        create: dict[str, Any] | None = None) -> float:
         """Wait until ``run`` may execute on its thread; return the seconds waited.
 
         ``reject`` raises Conflict when another live run holds or waits for the thread;
         ``enqueue`` queues the run and polls until the holder is gone and it is the oldest.
-        Raises NotFound when the thread does not exist.
+        With ``create`` (metadata), a missing thread is created, already held by the run;
+        without, a missing thread raises NotFound.
         """
         started = time.monotonic()
         lease_iv = dt.timedelta(seconds=lease)
         params = {"run_id": run.run_id, "thread_id": run.thread_id, "lease": lease_iv, "graph_id": run.graph_id,
                   "assistant_id": run.assistant_id, "strategy": run.multitask_strategy,
-                  "metadata": Jsonb(run.metadata), "pod": self.pod}
+                  "metadata": Jsonb(run.metadata), "pod": self.pod,
+                  "create_metadata": Jsonb(create) if create is not None else None}
         async with self.pool.connection() as conn:
-            cur = await conn.execute(_TAKE_IDLE_SQL, params)
-            row = await cur.fetchone()
+            row = None
+            if create is not None:
+                cur = await conn.execute(_CREATE_TAKEN_SQL, params)
+                row = await cur.fetchone()
+            if row is None or not row["taken"]:
+                cur = await conn.execute(_TAKE_IDLE_SQL, params)
+                row = await cur.fetchone()
         assert row is not None
         if row["taken"]:
             return time.monotonic() - started
@@ -389,9 +407,6 @@ class MemoryThreadStore:
         except KeyError:
             raise NotFound(f"thread {thread_id} not found") from None
 
-    async def ensure(self, thread_id: str, metadata: dict[str, Any]) -> None:
-        await self.create(thread_id, metadata, "do_nothing")
-
     async def get(self, thread_id: str) -> dict[str, Any]:
         return dict(self._get(thread_id).data)
 
@@ -439,7 +454,10 @@ class MemoryThreadStore:
     async def count(self, filters: Filters) -> int:
         return len(self._match(filters))
 
-    async def begin_run(self, run: RunRecord, lease: float, timeout: float) -> float:
+    async def begin_run(self, run: RunRecord, lease: float, timeout: float,
+                        create: dict[str, Any] | None = None) -> float:
+        if create is not None:
+            await self.create(run.thread_id, create, "do_nothing")
         thread = self._get(run.thread_id)
         if run.multitask_strategy == "reject" and (thread.lock.locked() or thread.waiting):
             raise Conflict(f"thread {run.thread_id} is busy", thread_id=run.thread_id)
