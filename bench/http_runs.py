@@ -2,7 +2,7 @@
 
     python bench/http_runs.py [--runs 600] [--concurrency 16]
 
-Starts three servers on this machine, one after another, and drives each the same way:
+Starts three servers on this machine and drives each the same way, in interleaved rounds:
 ``POST /threads/<new id>/runs/wait`` with the example graph ``support`` (a question that is
 answered without approval), ``--concurrency`` requests in flight, ``--runs`` in all after a
 warm-up. The servers:
@@ -47,14 +47,10 @@ class Result:
     name: str
     runs: int
     failed: int
-    seconds: float
+    rate: float
     latencies: list[float]
     rss_idle: float | None = None
     rss_after: float | None = None
-
-    @property
-    def rate(self) -> float:
-        return (self.runs - self.failed) / self.seconds
 
     def pct(self, q: float) -> float:
         ordered = sorted(self.latencies)
@@ -106,34 +102,68 @@ def serve(argv: list[str], env: dict[str, str], url: str) -> subprocess.Popen[by
     raise RuntimeError(f"{argv} did not start")
 
 
-def measure(name: str, argv: list[str], env: dict[str, str], args: argparse.Namespace,
-            body_extra: dict[str, object]) -> Result:
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    proc = serve(argv, {**env, "PORT": str(port), "HOST": "127.0.0.1", "LOG_LEVEL": "WARNING"}, url)
+@dataclass
+class Server:
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    body_extra: dict[str, object]
+    proc: subprocess.Popen[bytes] | None = None
+    url: str = ""
+
+    def start(self) -> None:
+        port = free_port()
+        self.url = f"http://127.0.0.1:{port}"
+        self.proc = serve(self.argv, {**self.env, "PORT": str(port), "HOST": "127.0.0.1", "LOG_LEVEL": "WARNING"},
+                          self.url)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(30)
+
+
+def measure(servers: list[Server], args: argparse.Namespace) -> list[Result]:
+    """Rounds of ``--runs`` runs per server, interleaved, so that a noisy neighbour on this shared
+    machine hits every server alike; the rate is the median over the rounds."""
+    for server in servers:
+        server.start()
     try:
         time.sleep(1)
-        idle = rss_mib(proc.pid)
-        asyncio.run(drive(url, args.warmup, args.concurrency, body_extra))
-        failed, seconds, latencies = asyncio.run(drive(url, args.runs, args.concurrency, body_extra))
-        after = rss_mib(proc.pid)
+        idle = {s.name: rss_mib(s.proc.pid) for s in servers if s.proc}
+        for server in servers:
+            asyncio.run(drive(server.url, args.warmup, args.concurrency, server.body_extra))
+        rates: dict[str, list[float]] = {s.name: [] for s in servers}
+        latencies: dict[str, list[float]] = {s.name: [] for s in servers}
+        failed = dict.fromkeys(rates, 0)
+        for round_ in range(args.rounds):
+            for server in servers:
+                f, seconds, lat = asyncio.run(drive(server.url, args.runs, args.concurrency, server.body_extra))
+                rates[server.name].append(args.runs / seconds)
+                latencies[server.name] += lat
+                failed[server.name] += f
+                print(f"  round {round_ + 1} {server.name}: {args.runs / seconds:.1f} runs/s", file=sys.stderr,
+                      flush=True)
+        after = {s.name: rss_mib(s.proc.pid) for s in servers if s.proc}
     finally:
-        proc.terminate()
-        proc.wait(30)
-    print(f"  {name}: {args.runs / seconds:.1f} runs/s, {failed} failed", file=sys.stderr, flush=True)
-    return Result(name, args.runs, failed, seconds, latencies, idle, after)
+        for server in servers:
+            server.stop()
+    return [Result(s.name, args.runs * args.rounds, failed[s.name], statistics.median(rates[s.name]),
+                   latencies[s.name], idle[s.name], after[s.name]) for s in servers]
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--runs", type=int, default=600)
+    parser.add_argument("--runs", type=int, default=400, help="runs per server per round")
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=64)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--pg-setting", action="append", default=[], metavar="NAME=VALUE",
                         help="extra PostgreSQL setting for the benchmark server (repeatable)")
     args = parser.parse_args()
 
-    server = PgServer(settings={"max_connections": "200", **dict(s.split("=", 1) for s in args.pg_setting)})  # durable defaults: fsync and synchronous_commit on
+    # PostgreSQL's durable defaults (fsync and synchronous_commit on), unless --pg-setting says otherwise.
+    server = PgServer(settings={"max_connections": "200", **dict(s.split("=", 1) for s in args.pg_setting)})
     try:
         service_db = server.create_database("bench_service")
         reference_db = server.create_database("bench_reference")
@@ -141,19 +171,19 @@ def main() -> int:
 
         run(Options(conninfo=service_db))
         service_env = python_env(DATABASE_URL=to_url(service_db), DB_POOL_MAX_SIZE="16")
-        results = [
-            measure("service (postgres)", [sys.executable, "-m", "service"], service_env, args,
-                    {"durability": "sync", "if_not_exists": "create"}),
-            measure("service (memory)", [sys.executable, "-m", "service"], python_env(CHECKPOINTER="memory"), args,
-                    {"durability": "sync", "if_not_exists": "create"}),
-            measure("reference (tutorial)", [sys.executable, str(ROOT / "bench" / "reference_app.py")],
-                    python_env(DATABASE_URL=to_url(reference_db)), args, {}),
-        ]
+        extra: dict[str, object] = {"durability": "sync", "if_not_exists": "create"}
+        results = measure([
+            Server("service (postgres)", [sys.executable, "-m", "service"], service_env, extra),
+            Server("service (memory)", [sys.executable, "-m", "service"], python_env(CHECKPOINTER="memory"), extra),
+            Server("reference (tutorial)", [sys.executable, str(ROOT / "bench" / "reference_app.py")],
+                   python_env(DATABASE_URL=to_url(reference_db)), {}),
+        ], args)
     finally:
         server.close()
 
     pg, mem, ref = results
-    print(f"\nruns/wait, {args.runs} runs at concurrency {args.concurrency}, fresh thread each "
+    print(f"\nruns/wait, {args.rounds} interleaved rounds of {args.runs} runs per server at concurrency "
+          f"{args.concurrency}, a fresh thread each; runs/s is the median round "
           f"(PostgreSQL {server_version_label()})\n")
     header = f"{'server':<22} {'runs/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'failed':>6} {'vs memory':>9} {'vs ref':>7}"
     print(header)
