@@ -42,7 +42,8 @@ def pod(pg_server: object) -> Iterator[ServiceProcess]:
 
 class TestBadRequests:
     def test_should_reject_malformed_json_with_422(self, pod: ServiceProcess) -> None:
-        response = httpx.post(pod.url + "/threads", content=b'{"metadata": ', headers={"content-type": "application/json"})
+        response = httpx.post(pod.url + "/threads", content=b'{"metadata": ',
+                              headers={"content-type": "application/json"})
         assert_problem(response, 422)
 
     def test_should_name_the_field_that_violates_the_schema(self, pod: ServiceProcess) -> None:
@@ -82,9 +83,11 @@ class TestBadRequests:
     def test_should_leave_the_thread_in_error_when_the_graph_raises(self, pod: ServiceProcess) -> None:
         thread_id = httpx.post(pod.url + "/threads", json={"graph_id": "failing"}).json()["thread_id"]
         response = httpx.post(f"{pod.url}/threads/{thread_id}/runs/wait",
-                              json={"assistant_id": "failing", "input": {"messages": [{"role": "user", "content": "x"}]}})
+                              json={"assistant_id": "failing",
+                                    "input": {"messages": [{"role": "user", "content": "x"}]}})
         assert response.status_code == 200
-        assert response.json()["__error__"] == {"error": "ValueError", "message": "the tool backend refused the request"}
+        error = {"error": "ValueError", "message": "the tool backend refused the request"}
+        assert response.json()["__error__"] == error
         thread = httpx.get(f"{pod.url}/threads/{thread_id}").json()
         assert thread["status"] == "error"
         assert thread["error"]["message"] == "the tool backend refused the request"
