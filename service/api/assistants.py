@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -11,6 +12,9 @@ from litestar import get, post
 from service.app_types import ResourcesT
 from service.errors import Unprocessable
 from service.graphs import GraphEntry, resolve
+from service.logging import get_logger
+
+log = get_logger("service.assistants")
 
 _CREATED = dt.datetime(2024, 1, 1, tzinfo=dt.UTC).isoformat()
 
@@ -78,12 +82,22 @@ async def get_assistant_schemas(assistant_id: str, resources: ResourcesT) -> dic
     graph = entry.graph
     return {
         "graph_id": entry.graph_id,
-        "input_schema": graph.get_input_jsonschema(),
-        "output_schema": graph.get_output_jsonschema(),
-        "state_schema": graph.get_output_jsonschema(),
-        "config_schema": graph.config_schema().model_json_schema(),
-        "context_schema": graph.get_context_jsonschema(),
+        "input_schema": _schema(entry, graph.get_input_jsonschema),
+        "output_schema": _schema(entry, graph.get_output_jsonschema),
+        "state_schema": _schema(entry, graph.get_output_jsonschema),
+        "config_schema": _schema(entry, graph.get_config_jsonschema),
+        "context_schema": _schema(entry, graph.get_context_jsonschema),
     }
+
+
+def _schema(entry: GraphEntry, make: Callable[[], dict[str, Any] | None]) -> dict[str, Any] | None:
+    """A graph whose state types pydantic cannot describe still serves; that schema is null."""
+    try:
+        return make()
+    except Exception as exc:
+        log.warning("graph_schema_unavailable", graph=entry.graph_id, schema=make.__name__,
+                    error=str(exc).splitlines()[0][:200])
+        return None
 
 
 ROUTES = [search_assistants, count_assistants, get_assistant, get_assistant_graph, get_assistant_schemas]

@@ -17,11 +17,12 @@ chat model, replace ``draft`` with a node that calls it (see README, "Your own g
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal, TypedDict
+from typing import Annotated, Literal
 
 from langchain_core.messages import AIMessage, AnyMessage
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.message import add_messages
+from typing_extensions import TypedDict
 
 Category = Literal["billing", "technical", "regulated", "general"]
 
