@@ -15,10 +15,9 @@ $(BIN)/.installed: pyproject.toml requirements-dev.lock
 
 venv: $(BIN)/.installed
 
-## run: migrate the embedded (or $$DATABASE_URL) database, then show the schema state.
+## run: migrate the embedded (or $$DATABASE_URL) database, then serve on $$PORT (default 8000).
 run: venv
-	$(BIN)/python -m migrate
-	$(BIN)/python -m migrate --check
+	./scripts/run-local.sh
 
 ## test: lint, type-check and run every test (integration tests on PostgreSQL 18 and 15).
 test: venv tools chart-tools lint
