@@ -201,6 +201,8 @@ class Settings:
     graphs: dict[str, str]
     checkpointer: str = "postgres"
     log_level: str = "INFO"
+    # METRICS_ENABLED=false: no per-request or per-database-call instrumentation (for measuring its cost).
+    metrics_enabled: bool = True
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -216,4 +218,5 @@ class Settings:
         graphs = parse_graphs(env.get("GRAPHS"))
         database = DatabaseSettings.from_env(env) if checkpointer == "postgres" else None
         return cls(database=database, pool=pool, server=server, graphs=graphs,
-                   checkpointer=checkpointer, log_level=level)
+                   checkpointer=checkpointer, log_level=level,
+                   metrics_enabled=env_bool(env, "METRICS_ENABLED", True))
