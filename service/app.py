@@ -9,6 +9,7 @@ which schema versions are missing, and becomes ready once ``python -m migrate`` 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -25,7 +26,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.plugins.prometheus import PrometheusConfig
 from psycopg_pool import AsyncConnectionPool
 
-from service import db, metrics, schema
+from service import db, instrumentation, metrics, schema
 from service.api import assistants, meta, runs, threads
 from service.auth import api_key_guard
 from service.checkpointer import PooledPostgresSaver
@@ -54,6 +55,7 @@ class Readiness:
 
     async def check(self) -> tuple[bool, dict[str, Any]]:
         if self.draining:
+            metrics.READY.set(0)
             return False, {"reason": "draining"}
         if self.pool is None:
             return True, {"checkpointer": "memory"}
@@ -63,6 +65,8 @@ class Readiness:
                 return self._cached[1], self._cached[2]
             ready, detail = await self._probe()
             self._cached = (now, ready, detail)
+            metrics.READY.set(1 if ready else 0)
+            metrics.set_schema(detail.get("versions"), schema.required_versions())
         if ready != self._last_ready:
             self._last_ready = ready
             if ready:
@@ -117,7 +121,8 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
         assert settings.database is not None
         db.use_fast_json()
         p = settings.pool
-        pool = AsyncConnectionPool(
+        pool_class = instrumentation.InstrumentedPool if settings.metrics_enabled else AsyncConnectionPool
+        pool = pool_class(
             db.pool_conninfo(settings.database.conninfo, pgbouncer=p.pgbouncer,
                              statement_timeout=p.statement_timeout, connect_timeout=p.connect_timeout),
             min_size=p.min_size, max_size=p.max_size, timeout=p.timeout, max_lifetime=p.max_lifetime,
@@ -126,19 +131,30 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
             check=db.check_if_idle, open=False, name="langgraph",
         )
         await pool.open(wait=False)
-        checkpointer = PooledPostgresSaver(pool)
-        store = AsyncPostgresStore(pool)
-        thread_store = PostgresThreadStore(pool, db.application_name("pod"))
+        if settings.metrics_enabled:
+            checkpointer = instrumentation.InstrumentedSaver(pool)
+            store = instrumentation.InstrumentedStore(pool)
+            thread_store = instrumentation.InstrumentedThreadStore(pool, db.application_name("pod"))
+        else:
+            checkpointer = PooledPostgresSaver(pool)
+            store = AsyncPostgresStore(pool)
+            thread_store = PostgresThreadStore(pool, db.application_name("pod"))
         log.info("database_pool_opened", database=db.describe(settings.database.conninfo),
                  min_size=p.min_size, max_size=p.max_size, pgbouncer=p.pgbouncer)
     graphs = load_graphs(settings.graphs, checkpointer, store)
     metrics.precreate(graphs)
+    metrics.set_build_info(VERSION)
+    metrics.set_schema(None, schema.required_versions())
+    if pool is None:
+        metrics.READY.set(1)
     run_manager = RunManager(thread_store, graphs, lease=settings.server.run_lease_seconds,
                              queue_timeout=settings.server.run_queue_timeout)
     resources = Resources(settings, pool, checkpointer, store, thread_store, graphs, run_manager,
                           Readiness(pool))
     try:
-        yield resources
+        async with (instrumentation.pool_gauges(pool) if pool is not None and settings.metrics_enabled
+                    else contextlib.nullcontext()):
+            yield resources
     finally:
         resources.readiness.draining = True
         left = await run_manager.drain(settings.server.drain_timeout)
@@ -177,7 +193,8 @@ def create_app(settings: Settings) -> Litestar:
         route_handlers=handlers,
         dependencies={"resources": Provide(provide_resources, sync_to_thread=False)},
         exception_handlers=EXCEPTION_HANDLERS,
-        middleware=[RequestLogMiddleware, prometheus.middleware],
+        middleware=[RequestLogMiddleware, prometheus.middleware] if settings.metrics_enabled
+        else [RequestLogMiddleware],
         guards=[api_key_guard(settings.server.api_keys)],
         lifespan=[lifespan],
         request_max_body_size=settings.server.max_body_bytes,
