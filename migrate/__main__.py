@@ -6,7 +6,7 @@ Exit codes (see ``migrate.runner.ExitCode``):
   2 invalid arguments                8 timed out waiting for the migration lock
   3 unparsable database URL          9 --check: schema behind what this code needs
   4 database unreachable            10 a migration step failed
-  5 authentication failed
+  5 authentication failed           11 refused: the URL is a transaction pooler (PgBouncer)
 """
 
 from __future__ import annotations
@@ -48,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="exit 0 if the schema is at or beyond what this code needs, 9 otherwise; "
                            "takes no lock and changes nothing")
     mode.add_argument("--dry-run", action="store_true", help="list the pending steps and change nothing")
+    parser.add_argument("--allow-pooler", action="store_true",
+                        help="connect even through a connection pooler that refuses session settings "
+                             "(only safe with PgBouncer in session mode; env MIGRATE_ALLOW_POOLER)")
     parser.add_argument("--lock-key", type=lambda v: int(v, 0), default=None,
                         help=f"advisory lock key (env MIGRATE_LOCK_KEY; default {DEFAULT_LOCK_KEY})")
     parser.add_argument("--lock-timeout", type=float, default=None,
@@ -90,6 +93,7 @@ def options_from(args: argparse.Namespace, env: dict[str, str] | os._Environ[str
         connect_timeout=pick_float(args.connect_timeout, "MIGRATE_CONNECT_TIMEOUT", 30.0),
         check=args.check,
         dry_run=args.dry_run,
+        allow_pooler=args.allow_pooler or env.get("MIGRATE_ALLOW_POOLER", "").lower() in ("1", "true", "yes"),
     )
 
 

@@ -50,6 +50,7 @@ class ExitCode(enum.IntEnum):
     LOCK_TIMEOUT = 8
     BEHIND = 9
     STEP_FAILED = 10
+    POOLER = 11
 
 
 _FAILURE_CODES = {
@@ -58,6 +59,7 @@ _FAILURE_CODES = {
     db.Failure.AUTHENTICATION: ExitCode.AUTHENTICATION,
     db.Failure.NO_DATABASE: ExitCode.NO_DATABASE,
     db.Failure.PRIVILEGE: ExitCode.PRIVILEGE,
+    db.Failure.POOLER: ExitCode.POOLER,
 }
 # Errors worth another try of the same DDL step: a lock wait that ran into lock_timeout, or a
 # deadlock with live traffic. Anything else is a real failure.
@@ -74,6 +76,7 @@ class Options:
     connect_timeout: float = 30.0
     check: bool = False
     dry_run: bool = False
+    allow_pooler: bool = False
 
 
 @dataclass(frozen=True)
@@ -167,7 +170,13 @@ def run(options: Options) -> Report:
 
 
 def _connect(options: Options) -> psycopg.Connection[dict[str, Any]]:
-    conninfo = db.with_params(options.conninfo, application_name=application_name())
+    params = {"application_name": application_name()}
+    if not (options.check or options.dry_run or options.allow_pooler):
+        # PostgreSQL takes session settings in the startup packet; a transaction pooler, whose
+        # server connections are shared, refuses them ("unsupported startup parameter"). So this
+        # both sets the DDL lock timeout and tells a direct connection from PgBouncer.
+        params["options"] = f"-c lock_timeout={int(options.ddl_lock_timeout * 1000)}"
+    conninfo = db.with_params(options.conninfo, **params)
     last_logged = [0.0]
 
     def on_retry(failure: db.Failure, exc: BaseException, attempt: int) -> None:
@@ -198,6 +207,10 @@ def _explain(failure: db.Failure, exc: BaseException, conninfo: str) -> str:
         db.Failure.AUTHENTICATION: f"authentication failed for {where}",
         db.Failure.NO_DATABASE: f"database does not exist: {where}",
         db.Failure.PRIVILEGE: f"missing privilege on {where} (the migration role needs CREATE on the schema)",
+        db.Failure.POOLER: (f"{where} is a connection pooler such as PgBouncer, not PostgreSQL: the migration "
+                            "lock is a session advisory lock, which transaction pooling does not keep; point "
+                            "MIGRATE_DATABASE_URL at PostgreSQL directly (or pass --allow-pooler for a pooler "
+                            "in session mode)"),
     }.get(failure, f"migration failed on {where}")
     return f"{prefix}: {detail}"
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the system tools the test suite runs for real, when they are missing:
-# Debian's PostgreSQL 15 server (CI runs the integration tests on it too), Prometheus and the
-# Pushgateway. Needs root and apt-get; elsewhere it says what is missing and the tests that
+# Debian's PostgreSQL 15 server (CI runs the integration tests on it too), Prometheus, the
+# Pushgateway and PgBouncer. Needs root and apt-get; elsewhere it says what is missing and the tests that
 # need it skip with that reason.
 set -euo pipefail
 
@@ -9,6 +9,7 @@ need=()
 [ -x /usr/lib/postgresql/15/bin/postgres ] || need+=(postgresql-15)
 command -v prometheus >/dev/null || need+=(prometheus)
 command -v prometheus-pushgateway >/dev/null || need+=(prometheus-pushgateway)
+[ -x /usr/sbin/pgbouncer ] || need+=(pgbouncer)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
@@ -22,7 +23,7 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq >/dev/null
 apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 # Debian's packages start their services; the tests start their own on free ports.
-for svc in prometheus prometheus-pushgateway postgresql; do
+for svc in prometheus prometheus-pushgateway postgresql pgbouncer; do
   (command -v systemctl >/dev/null && systemctl stop "$svc" 2>/dev/null) || true
   (command -v service >/dev/null && service "$svc" stop >/dev/null 2>&1) || true
 done

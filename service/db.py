@@ -126,6 +126,7 @@ class Failure(enum.Enum):
     AUTHENTICATION = "authentication"
     NO_DATABASE = "no_database"
     PRIVILEGE = "privilege"
+    POOLER = "pooler"  # a transaction pooler (PgBouncer) refused a session-level startup parameter
     OTHER = "other"
 
 
@@ -142,6 +143,8 @@ def classify(exc: BaseException) -> Failure:
         return Failure.STARTING
     if isinstance(exc, psycopg.OperationalError):
         text = str(exc)
+        if "unsupported startup parameter" in text:
+            return Failure.POOLER
         if "password authentication failed" in text or "no password supplied" in text:
             return Failure.AUTHENTICATION
         if "does not exist" in text and "database" in text:
