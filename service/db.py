@@ -11,10 +11,12 @@ from __future__ import annotations
 import enum
 import random
 import re
+import select
 import time
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
 import psycopg
@@ -245,13 +247,55 @@ _LAST_CHECKOUT: weakref.WeakKeyDictionary[object, float] = weakref.WeakKeyDictio
 
 
 async def check_if_idle(conn: psycopg.AsyncConnection[object]) -> None:
+    """The pool's ``check``: a round trip for connections idle a while, or with bytes waiting.
+
+    An idle connection has nothing to read; when its socket is readable, the server closed it
+    (a restart, ``pg_terminate_backend``) or sent a notice, and the full check sorts it out.
+    That costs one non-blocking poll, not a round trip.
+    """
     from psycopg_pool import AsyncConnectionPool
 
     now = time.monotonic()
     last = _LAST_CHECKOUT.get(conn)
     _LAST_CHECKOUT[conn] = now
-    if last is None or now - last > IDLE_CHECK_SECONDS:
+    if last is None or now - last > IDLE_CHECK_SECONDS or _readable(conn):
         await AsyncConnectionPool.check_connection(conn)
+
+
+def _readable(conn: psycopg.AsyncConnection[object]) -> bool:
+    try:
+        readable, _, _ = select.select([conn.fileno()], [], [], 0)
+    except (OSError, ValueError, psycopg.Error):
+        return True
+    return bool(readable)
+
+
+class DatabaseTimeout(psycopg.OperationalError):
+    """The database did not answer within the client-side I/O timeout (a stalled network)."""
+
+
+class TimedConnection(psycopg.AsyncConnection[Any]):
+    """An AsyncConnection that waits at most ``io_timeout`` seconds for the server to answer.
+
+    ``statement_timeout`` bounds a slow query on the server; nothing bounds a network that
+    stops delivering packets (TCP keeps the socket open for many minutes). Every query, fetch
+    and commit goes through ``wait``; past ``io_timeout`` the connection is closed (its state is
+    unknown, so the pool discards it) and DatabaseTimeout is raised, which the service answers
+    with 503.
+    """
+
+    io_timeout: float | None = None
+
+    async def wait(self, gen: Any, interval: float = 0.1, timeout: float | None = None) -> Any:
+        try:
+            return await super().wait(gen, interval=interval, timeout=timeout or self.io_timeout)
+        except pg_errors._WaitTimeout:
+            self.pgconn.finish()
+            raise DatabaseTimeout(f"no answer from the database within {timeout or self.io_timeout:g}s") from None
+
+
+def timed_connection_class(io_timeout: float) -> type[TimedConnection]:
+    return type("TimedConnection", (TimedConnection,), {"io_timeout": io_timeout or None})
 
 
 def use_fast_json() -> None:

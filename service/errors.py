@@ -122,12 +122,12 @@ def _database(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[
 
 
 # Errors that mean "the database cannot serve this now": 503 with Retry-After, never 500.
-_UNAVAILABLE = (psycopg.OperationalError, PoolTimeout, psycopg.errors.UndefinedTable,
+UNAVAILABLE_ERRORS = (psycopg.OperationalError, PoolTimeout, psycopg.errors.UndefinedTable,
                 psycopg.errors.UndefinedColumn, psycopg.errors.QueryCanceled, psycopg.errors.AdminShutdown)
 
 
 def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
-    if isinstance(exc, _UNAVAILABLE):
+    if isinstance(exc, UNAVAILABLE_ERRORS):
         return _database(request, exc)
     # One line, no traceback (it may carry values from the request or the database).
     message = str(exc).splitlines()[0][:300] if str(exc) else ""

@@ -20,7 +20,7 @@ import msgspec
 from langgraph.types import Command
 
 from service import metrics
-from service.errors import Conflict, NotFound, Unprocessable
+from service.errors import UNAVAILABLE_ERRORS, Conflict, NotFound, Unprocessable
 from service.graphs import GraphEntry, resolve
 from service.logging import get_logger
 from service.serde import to_jsonable
@@ -69,6 +69,8 @@ class Outcome:
     interrupts: dict[str, Any] = field(default_factory=dict)
     interrupt_list: list[Any] = field(default_factory=list)
     error: dict[str, Any] | None = None
+    # The database failed under the run (not the graph): answered 503, the client may retry.
+    unavailable: bool = False
 
     def wait_body(self) -> Any:
         if self.error is not None:
@@ -108,7 +110,7 @@ class RunManager:
         self.graphs = graphs
         self.lease = lease
         self.queue_timeout = queue_timeout
-        self.in_flight: set[asyncio.Task[Outcome]] = set()
+        self.in_flight: set[asyncio.Task[Any]] = set()
 
     # -- admission ---------------------------------------------------------------------------------
     async def admit(self, thread_id: str | None, body: RunCreate) -> ActiveRun:
@@ -140,8 +142,7 @@ class RunManager:
     # -- execution ---------------------------------------------------------------------------------
     def start(self, active: ActiveRun, body: RunCreate, *, stream: bool) -> ActiveRun:
         active.task = asyncio.create_task(self._execute(active, body, stream))
-        self.in_flight.add(active.task)
-        active.task.add_done_callback(self.in_flight.discard)
+        self._track(active.task)
         return active
 
     async def events(self, active: ActiveRun) -> AsyncIterator[tuple[str, Any]]:
@@ -162,10 +163,14 @@ class RunManager:
             outcome = Outcome("cancelled", "idle", None, error={"error": "Cancelled", "message": "run cancelled"})
             raise
         except Exception as exc:
+            unavailable = isinstance(exc, UNAVAILABLE_ERRORS)
             message = str(exc).splitlines()[0][:500] if str(exc) else type(exc).__name__
-            outcome = Outcome("error", "error", None, error={"error": type(exc).__name__, "message": message})
+            if unavailable:
+                message = "the database became unavailable during the run"
+            outcome = Outcome("error", "error", None, error={"error": type(exc).__name__, "message": message},
+                              unavailable=unavailable)
             log.warning("run_failed", run_id=run.run_id, thread_id=run.thread_id, graph=graph_id,
-                        error_type=type(exc).__name__)
+                        error_type=type(exc).__name__, database_unavailable=unavailable)
             if stream:
                 await active.events.put(("error", outcome.error))
         finally:
@@ -175,21 +180,41 @@ class RunManager:
                 outcome.run_status, "error")
             metrics.RUNS.labels(graph_id, status).inc()
             metrics.RUN_DURATION.labels(graph_id).observe(time.monotonic() - started)
-            await asyncio.shield(self._finish(active, body, outcome))
+            if not await asyncio.shield(self._finish(active, body, outcome)):
+                # The database is away: release the thread once it is back, without making the
+                # client wait (the lease frees the thread meanwhile if this pod goes away).
+                self._track(asyncio.create_task(self._finish_later(active, body, outcome)))
             await active.events.put(None)
             log.info("run_finished", run_id=run.run_id, thread_id=run.thread_id, graph=graph_id,
                      status=outcome.run_status, seconds=round(time.monotonic() - started, 4))
         return outcome
 
-    async def _finish(self, active: ActiveRun, body: RunCreate, outcome: Outcome) -> None:
+    async def _finish(self, active: ActiveRun, body: RunCreate, outcome: Outcome) -> bool:
+        """Record the run's end and release its thread; False when the database could not be reached."""
         try:
             await self.threads.finish_run(active.run, outcome.run_status, outcome.thread_status, outcome.values,
                                           outcome.interrupts, outcome.error)
             delete = body.on_completion == "delete" or (active.temporary and body.on_completion != "keep")
             if delete:
                 await self._drop_thread(active.run.thread_id)
-        except Exception as exc:  # the run's result is in the checkpoints; the row catches up next run
+        except Exception as exc:  # the run's result is in the checkpoints; the row catches up later
             log.warning("run_finish_failed", run_id=active.run.run_id, error_type=type(exc).__name__)
+            return False
+        return True
+
+    async def _finish_later(self, active: ActiveRun, body: RunCreate, outcome: Outcome) -> None:
+        deadline = time.monotonic() + 2 * self.lease
+        delay = 0.5
+        while time.monotonic() < deadline:
+            await asyncio.sleep(delay)
+            if await self._finish(active, body, outcome):
+                log.info("run_finish_recovered", run_id=active.run.run_id)
+                return
+            delay = min(5.0, delay * 2)
+
+    def _track(self, task: asyncio.Task[Any]) -> None:
+        self.in_flight.add(task)
+        task.add_done_callback(self.in_flight.discard)
 
     async def _drop_thread(self, thread_id: str) -> None:
         with contextlib.suppress(NotFound):

@@ -123,6 +123,7 @@ class PoolSettings:
     max_idle: float = 300.0
     connect_timeout: float = 5.0
     statement_timeout: float = 30.0
+    io_timeout: float = 35.0
     pgbouncer: bool = False
 
     @classmethod
@@ -138,7 +139,10 @@ class PoolSettings:
             max_lifetime=env_float(env, "DB_POOL_MAX_LIFETIME", cls.max_lifetime, minimum=1),
             max_idle=env_float(env, "DB_POOL_MAX_IDLE", cls.max_idle, minimum=1),
             connect_timeout=env_float(env, "DB_CONNECT_TIMEOUT", cls.connect_timeout, minimum=1),
-            statement_timeout=env_float(env, "DB_STATEMENT_TIMEOUT", cls.statement_timeout, minimum=0),
+            statement_timeout=(statement_timeout := env_float(env, "DB_STATEMENT_TIMEOUT", cls.statement_timeout,
+                                                              minimum=0)),
+            io_timeout=env_float(env, "DB_IO_TIMEOUT", statement_timeout + 5 if statement_timeout else 0,
+                                 minimum=0),
             pgbouncer=env_bool(env, "PGBOUNCER", False),
         )
 

@@ -12,6 +12,7 @@ from litestar import Response, post
 from litestar.response import Stream
 
 from service.app_types import ResourcesT
+from service.errors import Unavailable
 from service.runs import ActiveRun, RunCreate
 
 
@@ -33,6 +34,8 @@ async def _wait(resources: ResourcesT, thread_id: str | None, data: RunCreate) -
     assert active.task is not None
     # Shielded: a client that goes away does not cancel the run.
     outcome = await asyncio.shield(active.task)
+    if outcome.unavailable:
+        raise Unavailable("the database became unavailable during the run; it did not complete", retry_after=2)
     return Response(outcome.wait_body(), headers=_location(active))
 
 
