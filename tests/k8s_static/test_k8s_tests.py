@@ -1,0 +1,144 @@
+"""The kind tests (k8s-tests/) as far as they can be checked without a cluster.
+
+* Their collection and skip: the root `pytest` never collects them, `pytest k8s-tests -m k8s`
+  collects them all and, without Docker and kind, skips every one with the reason.
+* The chart values they install with render (the real `helm template`) to what they rely on.
+* What they run inside the image needs nothing beyond the runtime lock.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import importlib.util
+import json
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.chart.conftest import REPO_ROOT, render_chart
+
+K8S_TESTS = REPO_ROOT / "k8s-tests"
+
+
+@functools.cache
+def k8s_conftest() -> ModuleType:
+    """k8s-tests/conftest.py as a module (its directory name is not importable)."""
+    spec = importlib.util.spec_from_file_location("k8s_tests_conftest", K8S_TESTS / "conftest.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
+    spec.loader.exec_module(module)
+    return module
+
+
+def pytest_k8s(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "pytest", "k8s-tests", "-m", "k8s", "-p", "no:cacheprovider", *args],
+                          cwd=REPO_ROOT, capture_output=True, text=True, check=False, timeout=300)
+
+
+class TestCollection:
+    def test_should_not_be_collected_by_the_root_test_command(self) -> None:
+        config = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]
+        assert config["testpaths"] == ["tests"]
+        assert any(m.startswith("k8s:") for m in config["markers"])
+
+    def test_should_collect_every_scenario_marked_k8s(self) -> None:
+        result = pytest_k8s("--collect-only", "-q")
+        assert result.returncode == 0, result.stdout + result.stderr
+        ids = [line for line in result.stdout.splitlines() if "::" in line]
+        files = {i.split("::")[0] for i in ids}
+        assert files == {f"k8s-tests/test_{n}.py" for n in
+                         ("install", "conversations", "upgrade", "shared_database", "pod_deletion")}
+        assert len(ids) >= 9
+        unmarked = pytest_k8s("--collect-only", "-q", "-m", "not k8s")
+        assert "no tests collected" in unmarked.stdout or " 0 " in unmarked.stdout or "deselected" in unmarked.stdout
+
+    def test_should_skip_with_the_reason_without_docker_and_kind(self) -> None:
+        if k8s_conftest().missing_requirements() is None:
+            pytest.skip("Docker and kind are available here: `make k8s-test` runs the real tests")
+        result = pytest_k8s("-q", "-rs")
+        assert result.returncode == 0, result.stdout + result.stderr
+        summary = result.stdout.strip().splitlines()[-1]
+        assert re.fullmatch(r"\d+ skipped in [\d.]+s", summary), summary
+        reasons = [line for line in result.stdout.splitlines() if line.startswith("SKIPPED")]
+        assert reasons and all("k8s tests need Docker and kind:" in r for r in reasons)
+
+    def test_should_name_each_missing_piece(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        fake_docker = tmp_path / "docker"
+        fake_docker.write_text("#!/bin/sh\necho 'Cannot connect to the Docker daemon at unix:///x.sock.' >&2\nexit 1\n")
+        fake_docker.chmod(0o755)
+        monkeypatch.setenv("PATH", str(tmp_path))  # only the fake docker (it runs with /bin/sh)
+        reason = k8s_conftest().missing_requirements()
+        assert reason is not None
+        assert "`kind` is not on PATH" in reason and "`kubectl` is not on PATH" in reason
+        assert "`docker info` failed (no Docker engine): Cannot connect to the Docker daemon" in reason
+
+
+class TestInstallValues:
+    def release_docs(self, extra: dict[str, Any] | None = None) -> dict[tuple[str, str], dict[str, Any]]:
+        conftest = k8s_conftest()
+        rel = conftest.Release("lgpg", "lgpg-a", "langgraph_shared", cluster=None)
+        args = rel.values_args(("langgraph-pg", "k8s-test"), extra)
+        files = [Path(a) for a in args if a != "--values"]
+        docs = render_chart(name=rel.name, namespace=rel.namespace, values_files=files)
+        return {(d["kind"], d["metadata"]["name"]): d for d in docs}
+
+    def test_should_run_the_loaded_image_with_the_slow_graph_mounted(self) -> None:
+        docs = self.release_docs()
+        deployment = docs[("Deployment", "lgpg-langgraph-pg")]
+        pod = deployment["spec"]["template"]["spec"]
+        server = pod["containers"][0]
+        assert server["image"] == "langgraph-pg:k8s-test"
+        assert server["imagePullPolicy"] == "Never"  # kind load, never a registry
+        assert {"name": "k8s-graphs", "mountPath": "/k8s-graphs", "readOnly": True} in server["volumeMounts"]
+        assert {"name": "k8s-graphs", "configMap": {"name": "k8s-graphs"}} in pod["volumes"]
+        env = {e["name"]: e.get("value") for e in server["env"]}
+        assert env["PYTHONPATH"] == "/k8s-graphs" and env["RUN_LEASE_SECONDS"] == "10"
+        config = docs[("ConfigMap", "lgpg-langgraph-pg")]["data"]
+        assert json.loads(config["GRAPHS"])["slow"] == "k8s_graphs:slow"
+        assert deployment["spec"]["replicas"] == 2
+
+    def test_should_point_both_urls_at_the_chosen_database(self) -> None:
+        docs = self.release_docs()
+        secrets = [d for (kind, _), d in docs.items() if kind == "Secret"]
+        values = [base64.b64decode(v).decode() for s in secrets for v in (s.get("data") or {}).values()]
+        urls = [v for v in values if v.startswith("postgresql://")]
+        assert len(urls) == 2, [s["metadata"]["name"] for s in secrets]
+        for url in urls:
+            assert "@postgresql.langgraph-db:5432/langgraph_shared?" in url
+
+    def test_should_match_the_label_the_tests_select_server_pods_by(self) -> None:
+        docs = self.release_docs()
+        labels = docs[("Deployment", "lgpg-langgraph-pg")]["spec"]["template"]["metadata"]["labels"]
+        assert labels["app.kubernetes.io/instance"] == "lgpg"
+        assert labels["app.kubernetes.io/component"] == "server"
+        job = next(d for (kind, _), d in docs.items() if kind == "Job")
+        assert job["metadata"]["name"] == "lgpg-langgraph-pg-migrate"  # migration_events() looks for it
+
+
+class TestInImage:
+    def test_loader_and_graph_should_import_only_what_the_runtime_lock_has(self) -> None:
+        locked = {re.split(r"[=<>\[]", line)[0].lower().replace("_", "-")
+                  for line in (REPO_ROOT / "requirements.lock").read_text().splitlines() if line.strip()}
+        stdlib = set(sys.stdlib_module_names) | {"__future__"}
+        names = {"httpx": "httpx", "langchain_core": "langchain-core", "langgraph": "langgraph",
+                 "typing_extensions": "typing-extensions"}
+        for path in (K8S_TESTS / "loader.py", K8S_TESTS / "graphs" / "k8s_graphs.py"):
+            imports = set(re.findall(r"^(?:from|import) (\w+)", path.read_text(), re.MULTILINE))
+            for module in imports - stdlib:
+                assert names.get(module) in locked, f"{path.name} imports {module}, not in requirements.lock"
+
+    def test_postgres_manifest_should_be_valid_yaml_with_the_objects_the_tests_use(self) -> None:
+        docs = [d for d in yaml.safe_load_all((K8S_TESTS / "manifests" / "postgres.yaml").read_text()) if d]
+        kinds = {(d["kind"], d["metadata"]["name"]) for d in docs}
+        assert kinds == {("Namespace", "langgraph-db"), ("Secret", "postgresql"),
+                         ("ConfigMap", "postgresql-init"), ("Deployment", "postgresql"), ("Service", "postgresql")}
+        assert k8s_conftest().DB_NAMESPACE == "langgraph-db"

@@ -1,0 +1,159 @@
+"""skaffold.yaml, checked without skaffold or a cluster.
+
+The published schema for skaffold/v4beta11 cannot be fetched here (no PyPI, npm or Debian package
+ships it), so the documents are validated against a hand-written, strict subset of it
+(skaffold-v4beta11.subset.schema.json: every object rejects unknown keys). Beyond the schema: the
+files it names exist, every profile's JSON patches apply and still validate, and the chart rendered
+the way skaffold deploys it has the Service and Deployment the port-forwards name.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import jsonpatch
+import pytest
+import yaml
+
+from tests.chart.conftest import CHART_DIR, REPO_ROOT, render_chart, tool
+
+SKAFFOLD = REPO_ROOT / "skaffold.yaml"
+SCHEMA = Path(__file__).parent / "skaffold-v4beta11.subset.schema.json"
+DEV_VALUES = CHART_DIR / "ci" / "dev-values.yaml"
+POSTGRES = REPO_ROOT / "k8s-tests" / "manifests" / "postgres.yaml"
+
+
+def configs() -> list[dict[str, Any]]:
+    return [doc for doc in yaml.safe_load_all(SKAFFOLD.read_text()) if doc]
+
+
+def config(name: str) -> dict[str, Any]:
+    return next(c for c in configs() if c["metadata"]["name"] == name)
+
+
+def schema_errors(docs: list[dict[str, Any]]) -> list[str]:
+    """Validation errors of each document (jsonschema runs in the chart tools' venv)."""
+    program = (
+        "import json, sys, jsonschema\n"
+        "schema, docs = json.load(open(sys.argv[1])), json.load(sys.stdin)\n"
+        "jsonschema.Draft7Validator.check_schema(schema)\n"
+        "v = jsonschema.Draft7Validator(schema)\n"
+        "print(json.dumps([f'{i}:{\"/\".join(map(str, e.absolute_path))}: {e.message}'\n"
+        "                  for i, d in enumerate(docs) for e in v.iter_errors(d)]))\n"
+    )
+    result = subprocess.run([tool("python"), "-c", program, str(SCHEMA)], input=json.dumps(docs),
+                            capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    errors: list[str] = json.loads(result.stdout)
+    return errors
+
+
+def with_profile(cfg: dict[str, Any], name: str) -> dict[str, Any]:
+    profile = next(p for p in cfg["profiles"] if p["name"] == name)
+    return jsonpatch.apply_patch({k: v for k, v in cfg.items() if k != "profiles"}, profile["patches"])
+
+
+class TestSchema:
+    def test_should_validate_every_config(self) -> None:
+        docs = configs()
+        assert [d["metadata"]["name"] for d in docs] == ["postgresql", "langgraph-pg"]
+        assert schema_errors(docs) == []
+
+    @pytest.mark.parametrize("profile", ["kind", "remote"])
+    def test_should_validate_each_profile_applied(self, profile: str) -> None:
+        assert schema_errors([with_profile(config("langgraph-pg"), profile)]) == []
+
+    def test_should_reject_a_misspelt_key_and_a_wrong_version(self) -> None:
+        bad = copy.deepcopy(config("langgraph-pg"))
+        release = bad["deploy"]["helm"]["releases"][0]
+        release["chartpath"] = release.pop("chartPath")
+        other = copy.deepcopy(config("postgresql"))
+        other["apiVersion"] = "skaffold/v2beta29"
+        errors = schema_errors([bad, other])
+        assert any("chartpath" in e for e in errors), errors
+        assert any(e.startswith("1:apiVersion") for e in errors), errors
+
+
+class TestReferences:
+    def test_should_name_files_that_exist(self) -> None:
+        main, pg = config("langgraph-pg"), config("postgresql")
+        artifact = main["build"]["artifacts"][0]
+        assert (REPO_ROOT / artifact.get("context", ".") / artifact["docker"]["dockerfile"]).is_file()
+        release = main["deploy"]["helm"]["releases"][0]
+        assert (REPO_ROOT / release["chartPath"] / "Chart.yaml").is_file()
+        for path in [*release["valuesFiles"], *pg["manifests"]["rawYaml"]]:
+            assert (REPO_ROOT / path).is_file(), path
+
+    def test_should_set_the_image_skaffold_built(self) -> None:
+        main = config("langgraph-pg")
+        image = main["build"]["artifacts"][0]["image"]
+        key = image.replace("-", "_")  # skaffold's template names replace - with _
+        release = main["deploy"]["helm"]["releases"][0]
+        assert release["setValueTemplates"] == {"image.repository": f"{{{{.IMAGE_REPO_{key}}}}}",
+                                                "image.tag": f"{{{{.IMAGE_TAG_{key}}}}}"}
+
+    def test_should_forward_ports_of_objects_the_chart_renders(self) -> None:
+        main = config("langgraph-pg")
+        release = main["deploy"]["helm"]["releases"][0]
+        docs = render_chart(name=release["name"], namespace=release["namespace"],
+                            values_files=[REPO_ROOT / p for p in release["valuesFiles"]],
+                            values={"image.repository": "langgraph-pg", "image.tag": "abc123"})
+        by_kind = {(d["kind"], d["metadata"]["name"]): d for d in docs}
+        forwards = main["portForward"]
+        assert {f["resourceType"] for f in forwards} == {"service", "deployment"}
+        for forward in forwards:
+            obj = by_kind[(forward["resourceType"].capitalize(), forward["resourceName"])]
+            assert obj["metadata"]["namespace"] == forward["namespace"] == release["namespace"]
+            if obj["kind"] == "Service":
+                assert forward["port"] in [p["port"] for p in obj["spec"]["ports"]]
+            else:
+                container = obj["spec"]["template"]["spec"]["containers"][0]
+                assert container["image"] == "langgraph-pg:abc123"
+                assert forward["port"] in [p["containerPort"] for p in container["ports"]]
+        assert len({f["localPort"] for f in forwards}) == len(forwards)
+
+    def test_should_pin_the_kind_profile_to_the_kind_cluster_of_the_tests(self) -> None:
+        applied = with_profile(config("langgraph-pg"), "kind")
+        conftest = (REPO_ROOT / "k8s-tests" / "conftest.py").read_text()
+        assert applied["deploy"]["kubeContext"] == "kind-langgraph-pg"
+        assert 'DEFAULT_CLUSTER = "langgraph-pg"' in conftest
+
+    def test_should_push_only_in_the_remote_profile(self) -> None:
+        assert config("langgraph-pg")["build"]["local"]["push"] is False
+        assert with_profile(config("langgraph-pg"), "kind")["build"]["local"]["push"] is False
+        assert with_profile(config("langgraph-pg"), "remote")["build"]["local"]["push"] is True
+
+
+class TestDevDatabase:
+    """dev-values.yaml and the PostgreSQL manifest agree: host, roles, passwords, database."""
+
+    def test_should_point_the_dev_values_at_the_manifest_postgresql(self) -> None:
+        manifest = [d for d in yaml.safe_load_all(POSTGRES.read_text()) if d]
+        service = next(d for d in manifest if d["kind"] == "Service")
+        init_sql = next(d for d in manifest if d["kind"] == "ConfigMap")["data"]["10-roles.sql"]
+        database = yaml.safe_load(DEV_VALUES.read_text())["database"]
+        roles = {}
+        for key in ("url", "migrateUrl"):
+            url = urlsplit(database[key])
+            assert url.hostname == f"{service['metadata']['name']}.{service['metadata']['namespace']}"
+            assert url.port == service["spec"]["ports"][0]["port"]
+            assert url.path == "/langgraph"
+            assert f"CREATE ROLE {url.username} LOGIN PASSWORD '{url.password}';" in init_sql
+            roles[key] = url.username
+        # The server pods' role is not the database owner, so it cannot change the schema.
+        assert "CREATE DATABASE langgraph OWNER langgraph_owner;" in init_sql
+        assert roles == {"url": "langgraph_app", "migrateUrl": "langgraph_owner"}
+
+    def test_should_log_ddl_and_load_pg_stat_statements(self) -> None:
+        manifest = [d for d in yaml.safe_load_all(POSTGRES.read_text()) if d]
+        deployment = next(d for d in manifest if d["kind"] == "Deployment")
+        args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+        settings = dict(a.split("=", 1) for a in args if a != "-c")
+        assert settings["log_statement"] == "ddl"
+        assert settings["shared_preload_libraries"] == "pg_stat_statements"
+        assert "%u" in settings["log_line_prefix"] and "%a" in settings["log_line_prefix"]
