@@ -1,0 +1,196 @@
+"""Faults under continuous load on two pods: nothing acknowledged is lost, nothing hangs, no 500."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+
+from migrate.runner import Options, run
+from service import schema
+from tests.support.load import Load
+from tests.support.pg import PgServer
+from tests.support.service import ServiceProcess
+from tests.support.services import scrape
+from tests.support.tcpproxy import proxy_for
+
+FAULT_ENV = {"DB_POOL_TIMEOUT": "2", "DB_STATEMENT_TIMEOUT": "5", "DB_IO_TIMEOUT": "3", "DB_CONNECT_TIMEOUT": "2",
+             "RUN_LEASE_SECONDS": "3"}
+
+
+@pytest.fixture
+def pods(migrated_db: str) -> Iterator[list[ServiceProcess]]:
+    started = [ServiceProcess(migrated_db, **FAULT_ENV) for _ in range(2)]
+    for p in started:
+        p.start(wait=None)
+    try:
+        for p in started:
+            p.wait_for("/ready")
+        yield started
+    finally:
+        for p in started:
+            p.stop()
+
+
+def assert_only_unavailable(load: Load, bound: float) -> None:
+    """Failures are 503 with Retry-After, answered within ``bound`` seconds; never a 500."""
+    for call in load.failed():
+        assert call.status == 503, call
+        assert call.retry_after, call
+        assert "application/problem" in call.problem or call.problem.startswith("{"), call
+        assert call.seconds < bound, call
+
+
+def wait_ready(pods: list[ServiceProcess], timeout: float) -> float:
+    started = time.monotonic()
+    for p in pods:
+        p.wait_for("/ready", timeout=timeout)
+    return time.monotonic() - started
+
+
+class TestDatabaseRestart:
+    def test_should_answer_503_during_a_restart_and_serve_again_without_a_pod_restart(
+        self, pg_server: PgServer, pods: list[ServiceProcess]
+    ) -> None:
+        if pg_server.embedded is None:
+            pytest.skip("needs the embedded server, which the test restarts")
+        load = Load([p.url for p in pods]).start()
+        try:
+            time.sleep(2)
+            before = load.ok_count()
+            pg_server.embedded.stop("fast")
+            time.sleep(3)
+            during = [httpx.get(p.url + "/ready", timeout=10) for p in pods]
+            pg_server.embedded.start()
+            recovered_in = wait_ready(pods, timeout=30)
+            after_restart = len(load.calls)
+            time.sleep(3)
+        finally:
+            load.stop()
+        assert before > 5
+        assert all(r.status_code == 503 for r in during)
+        assert load.failed(), "the outage was not noticed at all"
+        assert_only_unavailable(load, bound=2 + 3 + 5)
+        assert load.ok_count() > before + 5 and any(0 < c.status < 400 for c in load.calls[after_restart:])
+        assert recovered_in < 15
+        assert load.lost(pods[0].url) == []
+        assert all(p.proc is not None and p.proc.poll() is None for p in pods)  # no pod restarted
+
+
+class TestKilledConnections:
+    def test_should_recover_when_every_pool_connection_is_terminated(
+        self, migrated_db: str, pods: list[ServiceProcess]
+    ) -> None:
+        load = Load([p.url for p in pods]).start()
+        try:
+            time.sleep(2)
+            with psycopg.connect(migrated_db, autocommit=True) as conn:
+                killed = conn.execute(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND application_name LIKE 'langgraph-service:%'"
+                ).fetchone()
+            mark = len(load.calls)
+            time.sleep(3)
+        finally:
+            load.stop()
+        assert killed is not None and killed[0] >= 2
+        assert_only_unavailable(load, bound=10)
+        # Only requests in flight at that moment may fail: at most one per worker.
+        assert len(load.failed()) <= load.workers, load.failed()
+        assert sum(1 for c in load.calls[mark:] if 0 < c.status < 400) > 5
+        assert load.lost(pods[0].url) == []
+
+
+class TestStalledNetwork:
+    def test_should_bound_latency_and_count_failures_when_the_network_stalls(self, migrated_db: str) -> None:
+        with proxy_for(migrated_db) as proxy, ServiceProcess(proxy.conninfo(migrated_db), **FAULT_ENV) as pod:
+            thread_id = httpx.post(pod.url + "/threads", json={"graph_id": "support"}).json()["thread_id"]
+            ask = {"assistant_id": "support", "input": {"messages": [{"role": "user", "content": "invoice"}]}}
+            assert httpx.post(f"{pod.url}/threads/{thread_id}/runs/wait", json=ask).status_code == 200
+            proxy.stall()
+            timings = []
+            for path, body in ((f"/threads/{thread_id}", None), (f"/threads/{thread_id}/runs/wait", ask),
+                               ("/threads", {}), (f"/threads/{thread_id}/state", None)):
+                started = time.monotonic()
+                response = (httpx.post(pod.url + path, json=body, timeout=30) if body is not None
+                            else httpx.get(pod.url + path, timeout=30))
+                timings.append(time.monotonic() - started)
+                assert response.status_code == 503, (path, response.text)
+                assert response.headers["retry-after"]
+            ready = httpx.get(pod.url + "/ready", timeout=30)
+            assert ready.status_code == 503
+            # DB_IO_TIMEOUT 3 s, DB_POOL_TIMEOUT 2 s: no call waits on a stalled network for long.
+            assert max(timings) < 3 + 2 + 2, timings
+            metrics = scrape(pod.url + "/metrics")
+            answered_503 = sum(v for labels, v in metrics.get("litestar_requests_total", [])
+                               if labels.get("status_code") == "503")
+            assert answered_503 >= 4, metrics.get("litestar_requests_total")
+            proxy.resume()
+            pod.wait_for("/ready", timeout=20)
+            again = httpx.post(f"{pod.url}/threads/{thread_id}/runs/wait", json=ask, timeout=30)
+            assert again.status_code == 200
+
+
+class TestMigrationUnderTraffic:
+    @staticmethod
+    def _with_extra_step(monkeypatch: pytest.MonkeyPatch) -> str:
+        """A next release's migration: a step that needs ACCESS EXCLUSIVE on a hot table."""
+        step = "ALTER TABLE threads ADD COLUMN IF NOT EXISTS archived_at timestamptz"
+        components = tuple(
+            schema.Component(c.name, c.table, (*c.steps, step), c.creates_own_table) if c.name == "app" else c
+            for c in schema.COMPONENTS
+        )
+        monkeypatch.setattr(schema, "COMPONENTS", components)
+        return step
+
+    @staticmethod
+    def _long_reader(conninfo: str, seconds: float, started: threading.Event) -> None:
+        # A long report query holds ACCESS SHARE on threads: the ALTER must wait for it.
+        with psycopg.connect(conninfo) as conn:
+            conn.execute("SELECT count(*) FROM threads")
+            started.set()
+            time.sleep(seconds)
+
+    def _migrate_under_traffic(self, migrated_db: str, pods: list[ServiceProcess],
+                               ddl_lock_timeout: float) -> tuple[Load, Any, float]:
+        started = threading.Event()
+        reader = threading.Thread(target=self._long_reader, args=(migrated_db, 6, started))
+        load = Load([p.url for p in pods]).start()
+        try:
+            time.sleep(1)
+            reader.start()
+            started.wait(10)
+            t0 = time.monotonic()
+            report = run(Options(conninfo=migrated_db, ddl_lock_timeout=ddl_lock_timeout, ddl_retries=30))
+            took = time.monotonic() - t0
+            time.sleep(1)
+        finally:
+            load.stop()
+            reader.join()
+        return load, report, took
+
+    def test_should_never_block_requests_longer_than_the_jobs_lock_timeout(
+        self, migrated_db: str, pods: list[ServiceProcess], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        self._with_extra_step(monkeypatch)
+        load, report, took = self._migrate_under_traffic(migrated_db, pods, ddl_lock_timeout=0.5)
+        assert report.steps_applied == ["app:v5"] and report.ddl_retries >= 1
+        assert took > 4  # it waited out the long reader, retrying
+        assert load.failed() == []
+        slowest = max(c.seconds for c in load.calls)
+        assert slowest < 0.5 + 1.5, slowest  # queued behind the ALTER for at most its lock_timeout
+
+    def test_should_block_requests_without_a_lock_timeout(
+        self, migrated_db: str, pods: list[ServiceProcess], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # The control: the same migration with a lock_timeout far above the reader's 6 s queues
+        # every request behind the ALTER, which is what the job's default prevents.
+        self._with_extra_step(monkeypatch)
+        load, report, _ = self._migrate_under_traffic(migrated_db, pods, ddl_lock_timeout=60)
+        assert report.ddl_retries == 0
+        assert max(c.seconds for c in load.calls) > 3
