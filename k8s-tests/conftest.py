@@ -356,10 +356,11 @@ class Ddl:
 
 
 def ddl_statements(cluster: Cluster, database: str) -> list[Ddl]:
+    """DDL logged in one database, less the superuser's set-up (the manifest's init script, create_database)."""
     found = []
     for line in cluster.postgres_log().splitlines():
         match = DDL_LINE.search(line)
-        if match and match["db"] == database:
+        if match and match["db"] == database and match["user"] != "postgres":
             found.append(Ddl(match["user"], match["db"], match["app"], match["sql"].strip()))
     return found
 

@@ -47,8 +47,7 @@ def test_pods_should_be_ready_and_helm_test_pass(release: Release) -> None:
     for pod in pods:
         assert all(c["ready"] for c in pod["status"]["containerStatuses"]), pod["metadata"]["name"]
         assert pod["spec"]["securityContext"]["runAsUser"] == 10001
-    result = release.cluster.helm("test", release.name, "--namespace", release.namespace, "--timeout", "5m",
-                                  "--logs")
-    assert "Phase:          Succeeded" in result.stdout or re.search(r"Phase:\s+Succeeded", result.stdout), \
-        result.stdout
-    assert "smoke: ok" in result.stdout
+    # helm exits non-zero when the test Pod (python -m service.smoke: /ready, then one
+    # conversation that is answered, paused, approved and resumed) does not succeed.
+    result = release.cluster.helm("test", release.name, "--namespace", release.namespace, "--timeout", "5m")
+    assert re.search(r"Phase:\s+Succeeded", result.stdout), result.stdout

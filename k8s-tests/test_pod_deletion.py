@@ -54,7 +54,7 @@ def test_forced_deletion_should_not_leave_the_thread_stuck(release: Release) -> 
         time.sleep(3)
         release.cluster.kubectl("delete", "pod", "-n", release.namespace, victim, "--grace-period=0", "--force")
         try:
-            outcome = lost.result(timeout=120)
+            outcome = lost.result(timeout=180)
             assert outcome.status_code != 200, "the run on the killed pod answered: it was not in flight"
         except httpx.HTTPError:
             pass  # the connection died with the pod, as it should

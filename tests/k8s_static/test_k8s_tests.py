@@ -142,3 +142,41 @@ class TestInImage:
         assert kinds == {("Namespace", "langgraph-db"), ("Secret", "postgresql"),
                          ("ConfigMap", "postgresql-init"), ("Deployment", "postgresql"), ("Service", "postgresql")}
         assert k8s_conftest().DB_NAMESPACE == "langgraph-db"
+
+
+class TestPostgresLogParsing:
+    LOG = "\n".join([
+        "2025-11-22 00:10:01.100 UTC [61] user=postgres db=langgraph app=psql LOG:  statement: "
+        "CREATE EXTENSION pg_stat_statements;",
+        "2025-11-22 00:11:02.200 UTC [80] user=langgraph_owner db=langgraph app=langgraph-migrate:lgpg-migrate-x7 "
+        "LOG:  execute <unnamed>: CREATE TABLE IF NOT EXISTS checkpoint_migrations (",
+        "\t    v INTEGER PRIMARY KEY",
+        "2025-11-22 00:11:02.300 UTC [80] user=langgraph_owner db=langgraph app=langgraph-migrate:lgpg-migrate-x7 "
+        "LOG:  statement: CREATE INDEX CONCURRENTLY IF NOT EXISTS checkpoints_thread_id_idx ON checkpoints(thread_id)",
+        "2025-11-22 00:11:03.000 UTC [95] user=langgraph_app db=langgraph_shared app= LOG:  statement: DROP TABLE x",
+        "2025-11-22 00:11:04.000 UTC [96] user=langgraph_app db=langgraph app=langgraph-service:pod LOG:  "
+        "duration: 0.1 ms",
+    ])
+
+    def test_should_find_ddl_by_database_without_the_superusers_setup(self) -> None:
+        conftest = k8s_conftest()
+
+        class FakeCluster:
+            def postgres_log(self) -> str:
+                return TestPostgresLogParsing.LOG
+
+        found = conftest.ddl_statements(FakeCluster(), "langgraph")
+        assert [(d.user, d.app, d.sql.split(" (")[0]) for d in found] == [
+            ("langgraph_owner", "langgraph-migrate:lgpg-migrate-x7",
+             "CREATE TABLE IF NOT EXISTS checkpoint_migrations"),
+            ("langgraph_owner", "langgraph-migrate:lgpg-migrate-x7",
+             "CREATE INDEX CONCURRENTLY IF NOT EXISTS checkpoints_thread_id_idx ON checkpoints(thread_id)"),
+        ]
+        shared = conftest.ddl_statements(FakeCluster(), "langgraph_shared")
+        assert [(d.user, d.app, d.sql) for d in shared] == [("langgraph_app", "", "DROP TABLE x")]
+
+    def test_should_match_the_manifest_log_line_prefix(self) -> None:
+        docs = [d for d in yaml.safe_load_all((K8S_TESTS / "manifests" / "postgres.yaml").read_text()) if d]
+        args = next(d for d in docs if d["kind"] == "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+        prefix = next(a.split("=", 1)[1] for a in args if a.startswith("log_line_prefix="))
+        assert prefix == "%m [%p] user=%u db=%d app=%a "  # what DDL_LINE parses
