@@ -15,6 +15,7 @@ from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from psycopg_pool import PoolTimeout
 
 from service import metrics
+from service.db import first_line as db_first_line
 from service.logging import get_logger
 
 log = get_logger("service.errors")
@@ -129,6 +130,15 @@ UNAVAILABLE_ERRORS = (psycopg.OperationalError, PoolTimeout, psycopg.errors.Unde
 def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
     if isinstance(exc, UNAVAILABLE_ERRORS):
         return _database(request, exc)
+    if isinstance(exc, UnicodeDecodeError):
+        return problem(422, "Unprocessable Content", "the request body is not valid UTF-8", request.url.path)
+    if isinstance(exc, RecursionError):
+        # The JSON decoder gave up on a body nested thousands of levels deep.
+        return problem(422, "Unprocessable Content", "the request body is nested too deeply", request.url.path)
+    if isinstance(exc, psycopg.errors.DataError):
+        # Class 22: a value the database cannot take (bad text, out-of-range number): the input's fault.
+        return problem(422, "Unprocessable Content", "a value in the request cannot be stored: "
+                       + db_first_line(exc), request.url.path)
     # One line, no traceback (it may carry values from the request or the database).
     message = str(exc).splitlines()[0][:300] if str(exc) else ""
     log.error("unhandled_error", error_type=type(exc).__name__, error=message, path=request.url.path)

@@ -25,6 +25,7 @@ from service.graphs import GraphEntry, resolve
 from service.logging import get_logger
 from service.serde import to_jsonable
 from service.threads import RunRecord, RunStatus, ThreadStatus, ThreadStore, new_thread_id
+from service.validation import storable
 
 log = get_logger("service.runs")
 
@@ -119,6 +120,10 @@ class RunManager:
                                 "use 'enqueue' or 'reject'")
         entry = resolve(self.graphs, body.assistant_id)
         _modes(body)  # validate before anything is created
+        storable([body.input, body.command and msgspec.structs.asdict(body.command), body.config, body.context,
+                  body.metadata], "run")
+        if thread_id is not None:
+            storable(thread_id, "thread_id")
         temporary = thread_id is None
         create: dict[str, Any] | None = None
         if thread_id is None:

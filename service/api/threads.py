@@ -7,6 +7,7 @@ from typing import Any, Literal
 import msgspec
 import structlog
 from langchain_core.runnables import RunnableConfig
+from langgraph.errors import EmptyChannelError, InvalidUpdateError
 from langgraph.types import StateSnapshot
 from litestar import delete, get, patch, post
 
@@ -15,6 +16,7 @@ from service.errors import Conflict, NotFound, Unprocessable
 from service.graphs import GraphEntry, resolve
 from service.serde import to_jsonable
 from service.threads import Filters, ThreadStatus
+from service.validation import storable
 
 MAX_LIMIT = 1000
 ThreadStatusName = Literal["idle", "busy", "interrupted", "error"]
@@ -80,6 +82,7 @@ class HistoryQuery(msgspec.Struct, kw_only=True):
 
 
 def _bind(thread_id: str) -> None:
+    storable(thread_id, "thread_id")
     structlog.contextvars.bind_contextvars(thread_id=thread_id)
 
 
@@ -96,6 +99,9 @@ async def create_thread(data: ThreadCreate, resources: ResourcesT) -> dict[str, 
         raise Unprocessable("supersteps are not supported by this server")
     if data.ttl is not None:
         raise Unprocessable("thread ttl is not supported by this server; use the prune CronJob")
+    storable(data.metadata, "metadata")
+    if data.thread_id is not None:
+        storable(data.thread_id, "thread_id")
     metadata = dict(data.metadata or {})
     if data.graph_id:
         resolve(resources.graphs, data.graph_id)
@@ -116,6 +122,7 @@ async def patch_thread(thread_id: str, data: ThreadPatch, resources: ResourcesT)
     _bind(thread_id)
     if data.ttl is not None:
         raise Unprocessable("thread ttl is not supported by this server; use the prune CronJob")
+    storable(data.metadata, "metadata")
     return await resources.threads.patch(thread_id, data.metadata)
 
 
@@ -129,6 +136,7 @@ async def delete_thread(thread_id: str, resources: ResourcesT) -> None:
 @post("/threads/search", status_code=200)
 async def search_threads(data: ThreadSearch, resources: ResourcesT) -> list[dict[str, Any]]:
     _check_page(data.limit, data.offset)
+    storable([data.metadata, data.values, data.ids], "filter")
     filters = Filters(metadata=data.metadata, values=data.values, status=data.status, ids=data.ids)
     rows = await resources.threads.search(filters, data.limit, data.offset, data.sort_by, data.sort_order)
     if data.select:
@@ -138,6 +146,7 @@ async def search_threads(data: ThreadSearch, resources: ResourcesT) -> list[dict
 
 @post("/threads/count", status_code=200)
 async def count_threads(data: ThreadCount, resources: ResourcesT) -> int:
+    storable([data.metadata, data.values], "filter")
     return await resources.threads.count(Filters(metadata=data.metadata, values=data.values, status=data.status))
 
 
@@ -246,8 +255,13 @@ async def update_state(thread_id: str, data: StateUpdate, resources: ResourcesT)
         raise Conflict(f"thread {thread_id} is busy")
     if data.as_node is not None and data.as_node not in entry.graph.nodes:
         raise Unprocessable(f"as_node {data.as_node!r} is not a node of graph {entry.graph_id}")
+    storable(data.values, "values")
     config = _config(thread_id, data.checkpoint, data.checkpoint_id)
-    new_config = await entry.graph.aupdate_state(config, data.values, as_node=data.as_node)
+    try:
+        new_config = await entry.graph.aupdate_state(config, data.values, as_node=data.as_node)
+    except (InvalidUpdateError, EmptyChannelError, ValueError, TypeError, KeyError) as exc:
+        # LangGraph's word on an update the graph's state cannot take.
+        raise Unprocessable(f"values: {str(exc).splitlines()[0][:300] or type(exc).__name__}") from None
     snapshot = await entry.graph.aget_state(_config(thread_id))
     status: ThreadStatus = "interrupted" if snapshot.next else "idle"
     await resources.threads.record_state(thread_id, to_jsonable(snapshot.values), status)
@@ -257,6 +271,7 @@ async def update_state(thread_id: str, data: StateUpdate, resources: ResourcesT)
 async def _history(resources: ResourcesT, thread_id: str, query: HistoryQuery) -> list[dict[str, Any]]:
     _bind(thread_id)
     _check_page(query.limit)
+    storable(query.metadata, "metadata")
     _, entry = await _thread_graph(resources, thread_id)
     if entry is None:
         return []
