@@ -61,6 +61,18 @@ def redact(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
+_URL_PASSWORD = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*://[^/\s:@]*:)[^@\s/]*@")
+_QUERY_PASSWORD = re.compile(r"([?&]password=)[^&\s]*", re.IGNORECASE)
+_TEXT_KV_PASSWORD = re.compile(r"(?<![?&\w])(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
+
+
+def scrub(text: str) -> str:
+    """Redact every password in free text: URLs' userinfo and query, and key=value pairs."""
+    text = _URL_PASSWORD.sub(r"\1***@", text)
+    text = _QUERY_PASSWORD.sub(r"\1***", text)
+    return _TEXT_KV_PASSWORD.sub(r"\1***", text)
+
+
 def normalize_url(url: str) -> str:
     """Turn any accepted URL form into a libpq conninfo string, or raise InvalidDatabaseURL."""
     url = url.strip()

@@ -12,16 +12,18 @@ from typing import Any
 
 import structlog
 
-from service.db import redact
+from service.db import redact, scrub
 
-_SECRET_KEYS = ("password", "dsn", "database_url", "url", "conninfo")
+_SECRET_KEYS = ("dsn", "database_url", "url", "conninfo")
 
 
 def _redact_secrets(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
-    """Last line of defence: any field that looks like a DSN is redacted before rendering."""
+    """Last line of defence: passwords in any field (a DSN, or one inside a message) are redacted."""
     for key, value in event_dict.items():
-        if isinstance(value, str) and (key.lower() in _SECRET_KEYS or "://" in value):
-            event_dict[key] = "***" if key.lower() == "password" else redact(value)
+        if key.lower() == "password":
+            event_dict[key] = "***"
+        elif isinstance(value, str) and ("://" in value or "password" in value.lower()):
+            event_dict[key] = redact(value) if key.lower() in _SECRET_KEYS else scrub(value)
     return event_dict
 
 

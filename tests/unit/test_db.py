@@ -73,3 +73,18 @@ def test_should_describe_without_the_password() -> None:
 def test_should_round_trip_through_a_url() -> None:
     conninfo = normalize_url("host=h port=5 user=u password='p @w' dbname=d sslmode=disable")
     assert conninfo_to_dict(normalize_url(to_url(conninfo))) == conninfo_to_dict(conninfo)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("retrying postgresql+asyncpg://app:pw@db/x now", "retrying postgresql+asyncpg://app:***@db/x now"),
+        ("a=postgresql://u:p%40w@h:1/d?password=q&x=1 b", "a=postgresql://u:***@h:1/d?password=***&x=1 b"),
+        ("failed: host=h password=secret dbname=d", "failed: host=h password=*** dbname=d"),
+        ("http://example.com/path is fine", "http://example.com/path is fine"),
+    ],
+)
+def test_should_scrub_passwords_out_of_free_text(text: str, expected: str) -> None:
+    from service.db import scrub
+
+    assert scrub(text) == expected
