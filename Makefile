@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PG15_BIN := /usr/lib/postgresql/15/bin
 
-.PHONY: venv run test lint unit integration integration-pg15 tools chart-tools chart-test bench lock db-stop clean
+.PHONY: venv run test lint unit integration integration-pg15 tools chart-tools chart-test k8s-test bench lock db-stop clean
 
 $(BIN)/.installed: pyproject.toml requirements-dev.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -48,6 +48,10 @@ chart-tools:
 
 chart-test: venv chart-tools
 	$(BIN)/pytest tests/chart -q
+
+## k8s-test: real-cluster tests on kind (needs docker, kind, kubectl; skip with the reason otherwise).
+k8s-test: venv
+	$(BIN)/pytest k8s-tests -m k8s
 
 bench: venv
 	$(BIN)/python bench/migrate_race.py
