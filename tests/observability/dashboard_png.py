@@ -55,7 +55,7 @@ def render(prom: Prometheus, start: float, end: float, variables: dict[str, str]
             for series in prom.range(expr, start, end, step=1.0):
                 points = [(float(t) - start, float(v)) for t, v in series["values"]]
                 points = [(t, v) for t, v in points if math.isfinite(v)]
-                if not points:
+                if not any(v for _, v in points):  # series that stay 0 (pre-created) are not drawn
                     continue
                 label = _legend(query.legend, series["metric"])
                 ax.plot([p[0] for p in points], [p[1] for p in points], label=label, linewidth=1.2)
@@ -65,10 +65,12 @@ def render(prom: Prometheus, start: float, end: float, variables: dict[str, str]
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
         if ax.lines:
-            ax.legend(fontsize=6, loc="upper left")
+            ax.legend(fontsize=6, loc="upper left", ncol=2 if len(ax.lines) > 6 else 1)
+        else:
+            ax.text(0.5, 0.5, "all series 0", ha="center", va="center", transform=ax.transAxes)
     when = dt.datetime.fromtimestamp(start, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     fig.suptitle(f"langgraph-pg dashboard, key panels: the observability test's run of {when} "
-                 "(two pods, Prometheus range queries, step 1 s)", fontsize=11)
+                 "(two pods, Prometheus range queries, step 1 s; series that stay 0 not drawn)", fontsize=11)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=80)
     plt.close(fig)

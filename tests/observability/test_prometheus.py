@@ -311,6 +311,7 @@ class TestExposition:
 
 class TestDocumentation:
     def test_should_render_the_key_panels_from_range_queries(self, observed: Observed, tmp_path: Path) -> None:
+        pytest.importorskip("matplotlib", reason="LOUD SKIP: matplotlib is not installed (dev extra)")
         out = tmp_path / "dashboard.png"
         lines = render(observed.prom, observed.start, observed.end, VARIABLES, out)
         assert lines >= 9 and out.stat().st_size > 20_000
