@@ -46,6 +46,12 @@ def assert_only_unavailable(load: Load, bound: float) -> None:
         assert call.seconds < bound, call
 
 
+def report(fault: str, load: Load, lost: list[str], detail: str) -> None:
+    print(f"\nfault {fault}: {len(load.calls)} requests, {len(load.failed())} failed "
+          f"(statuses {sorted({c.status for c in load.failed()})}), runs acknowledged "
+          f"{sum(len(v) for v in load.acknowledged.values())}, lost {len(lost)}; {detail}")
+
+
 def wait_ready(pods: list[ServiceProcess], timeout: float) -> float:
     started = time.monotonic()
     for p in pods:
@@ -78,7 +84,9 @@ class TestDatabaseRestart:
         assert_only_unavailable(load, bound=2 + 3 + 5)
         assert load.ok_count() > before + 5 and any(0 < c.status < 400 for c in load.calls[after_restart:])
         assert recovered_in < 15
-        assert load.lost(pods[0].url) == []
+        lost = load.lost(pods[0].url)
+        report("database restart", load, lost, f"ready again {recovered_in:.1f} s after the restart")
+        assert lost == []
         assert all(p.proc is not None and p.proc.poll() is None for p in pods)  # no pod restarted
 
 
@@ -103,7 +111,9 @@ class TestKilledConnections:
         # Only requests in flight at that moment may fail: at most one per worker.
         assert len(load.failed()) <= load.workers, load.failed()
         assert sum(1 for c in load.calls[mark:] if 0 < c.status < 400) > 5
-        assert load.lost(pods[0].url) == []
+        lost = load.lost(pods[0].url)
+        report("all pool connections terminated", load, lost, f"{killed[0]} backends killed")
+        assert lost == []
 
 
 class TestStalledNetwork:
@@ -134,6 +144,8 @@ class TestStalledNetwork:
             pod.wait_for("/ready", timeout=20)
             again = httpx.post(f"{pod.url}/threads/{thread_id}/runs/wait", json=ask, timeout=30)
             assert again.status_code == 200
+            print(f"\nfault stalled network: 4 requests, 4 answered 503, slowest {max(timings):.2f} s; "
+                  "recovered after the network resumed")
 
 
 class TestMigrationUnderTraffic:
@@ -178,11 +190,13 @@ class TestMigrationUnderTraffic:
         self, migrated_db: str, pods: list[ServiceProcess], monkeypatch: pytest.MonkeyPatch
     ) -> None:
         self._with_extra_step(monkeypatch)
-        load, report, took = self._migrate_under_traffic(migrated_db, pods, ddl_lock_timeout=0.5)
-        assert report.steps_applied == ["app:v5"] and report.ddl_retries >= 1
+        load, report_, took = self._migrate_under_traffic(migrated_db, pods, ddl_lock_timeout=0.5)
+        assert report_.steps_applied == ["app:v5"] and report_.ddl_retries >= 1
         assert took > 4  # it waited out the long reader, retrying
         assert load.failed() == []
         slowest = max(c.seconds for c in load.calls)
+        report("ACCESS EXCLUSIVE migration under traffic", load, [],
+               f"{report_.ddl_retries} DDL retries over {took:.1f} s, slowest request {slowest:.2f} s")
         assert slowest < 0.5 + 1.5, slowest  # queued behind the ALTER for at most its lock_timeout
 
     def test_should_block_requests_without_a_lock_timeout(
