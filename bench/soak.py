@@ -26,10 +26,10 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from migrate.runner import Options, run  # noqa: E402
-from tests.support.load import Load  # noqa: E402
-from tests.support.pg import PgServer  # noqa: E402
-from tests.support.service import ServiceProcess  # noqa: E402
+from migrate.runner import Options, run
+from tests.support.load import Load
+from tests.support.pg import PgServer
+from tests.support.service import ServiceProcess
 
 POD_ENV = {"DB_POOL_MIN_SIZE": "2", "DB_POOL_MAX_SIZE": "8", "DB_POOL_MAX_IDLE": "5", "DB_POOL_TIMEOUT": "3",
            "RUN_LEASE_SECONDS": "5", "LOG_LEVEL": "WARNING"}
