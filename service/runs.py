@@ -139,7 +139,8 @@ class RunManager:
             if isinstance(exc, Conflict):
                 metrics.RUNS.labels(entry.graph_id, "rejected").inc()
             if temporary:
-                await asyncio.shield(self._drop_thread(thread_id))
+                with contextlib.suppress(Exception):  # best effort; the original error is the answer
+                    await asyncio.shield(self._drop_thread(thread_id))
             raise
         metrics.THREAD_LOCK_WAIT.observe(waited)
         return ActiveRun(run, entry, temporary, asyncio.Queue())
