@@ -118,34 +118,45 @@ class TestKilledConnections:
 
 class TestStalledNetwork:
     def test_should_bound_latency_and_count_failures_when_the_network_stalls(self, migrated_db: str) -> None:
-        with proxy_for(migrated_db) as proxy, ServiceProcess(proxy.conninfo(migrated_db), **FAULT_ENV) as pod:
-            thread_id = httpx.post(pod.url + "/threads", json={"graph_id": "support"}).json()["thread_id"]
-            ask = {"assistant_id": "support", "input": {"messages": [{"role": "user", "content": "invoice"}]}}
-            assert httpx.post(f"{pod.url}/threads/{thread_id}/runs/wait", json=ask).status_code == 200
-            proxy.stall()
-            timings = []
-            for path, body in ((f"/threads/{thread_id}", None), (f"/threads/{thread_id}/runs/wait", ask),
-                               ("/threads", {}), (f"/threads/{thread_id}/state", None)):
-                started = time.monotonic()
-                response = (httpx.post(pod.url + path, json=body, timeout=30) if body is not None
-                            else httpx.get(pod.url + path, timeout=30))
-                timings.append(time.monotonic() - started)
-                assert response.status_code == 503, (path, response.text)
-                assert response.headers["retry-after"]
-            ready = httpx.get(pod.url + "/ready", timeout=30)
-            assert ready.status_code == 503
-            # DB_IO_TIMEOUT 3 s, DB_POOL_TIMEOUT 2 s: no call waits on a stalled network for long.
-            assert max(timings) < 3 + 2 + 2, timings
-            metrics = scrape(pod.url + "/metrics")
-            answered_503 = sum(v for labels, v in metrics.get("litestar_requests_total", [])
-                               if labels.get("status_code") == "503")
-            assert answered_503 >= 4, metrics.get("litestar_requests_total")
-            proxy.resume()
-            pod.wait_for("/ready", timeout=20)
-            again = httpx.post(f"{pod.url}/threads/{thread_id}/runs/wait", json=ask, timeout=30)
-            assert again.status_code == 200
-            print(f"\nfault stalled network: 4 requests, 4 answered 503, slowest {max(timings):.2f} s; "
-                  "recovered after the network resumed")
+        with proxy_for(migrated_db) as proxy:
+            pods = [ServiceProcess(proxy.conninfo(migrated_db), **FAULT_ENV) for _ in range(2)]
+            for p in pods:
+                p.start(wait=None)
+            try:
+                for p in pods:
+                    p.wait_for("/ready")
+                load = Load([p.url for p in pods]).start()
+                try:
+                    time.sleep(2)
+                    before = load.ok_count()
+                    proxy.stall()  # packets stop flowing; no connection is closed
+                    stalled_at = len(load.calls)
+                    time.sleep(6)
+                    ready = [httpx.get(p.url + "/ready", timeout=30).status_code for p in pods]
+                    proxy.resume()
+                    recovered_in = wait_ready(pods, timeout=30)
+                    time.sleep(2)
+                finally:
+                    load.stop()
+                during = load.calls[stalled_at:]
+                metrics = [scrape(p.url + "/metrics") for p in pods]
+                lost = load.lost(pods[0].url)
+            finally:
+                for p in pods:
+                    p.stop()
+        assert before > 5 and ready == [503, 503]
+        assert load.failed(), "the stall was not noticed"
+        # DB_IO_TIMEOUT 3 s, DB_POOL_TIMEOUT 2 s: no call waits on a stalled network for long.
+        assert_only_unavailable(load, bound=3 + 2 + 2)
+        assert max(c.seconds for c in during) < 3 + 2 + 2
+        answered_503 = sum(v for m in metrics for labels, v in m.get("litestar_requests_total", [])
+                           if labels.get("status_code") == "503")
+        assert answered_503 >= len(load.failed())  # every failure is counted in the metrics
+        assert any(0 < c.status < 400 for c in load.calls[-10:])
+        report("stalled network", load, lost,
+               f"slowest call {max(c.seconds for c in during):.2f} s during the 6 s stall; "
+               f"ready again {recovered_in:.1f} s after it ended")
+        assert lost == []
 
 
 class TestMigrationUnderTraffic:
