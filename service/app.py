@@ -126,7 +126,7 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
             db.pool_conninfo(settings.database.conninfo, pgbouncer=p.pgbouncer,
                              statement_timeout=p.statement_timeout, connect_timeout=p.connect_timeout),
             min_size=p.min_size, max_size=p.max_size, timeout=p.timeout, max_lifetime=p.max_lifetime,
-            max_idle=p.max_idle, kwargs=db.pool_kwargs(pgbouncer=p.pgbouncer, statement_timeout=p.statement_timeout),
+            max_idle=p.max_idle, kwargs=db.pool_kwargs(pgbouncer=p.pgbouncer),
             configure=_set_statement_timeout(p.statement_timeout) if p.pgbouncer else None,
             check=db.check_if_idle, open=False, name="langgraph",
             connection_class=db.timed_connection_class(p.io_timeout),

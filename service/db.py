@@ -17,7 +17,7 @@ import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import psycopg
 from psycopg import errors as pg_errors
@@ -128,10 +128,6 @@ def to_url(conninfo: str) -> str:
     return urlunsplit(("postgresql", netloc, "/" + dbname, urlencode(p), ""))
 
 
-def database_name(conninfo: str) -> str:
-    return unquote(str(conninfo_to_dict(conninfo).get("dbname", "")))
-
-
 class Failure(enum.Enum):
     """Why a connection or statement failed, in the terms an operator acts on."""
 
@@ -225,7 +221,7 @@ def application_name(role: str) -> str:
     return f"{role}:{socket.gethostname()}"[:63]
 
 
-def pool_kwargs(*, pgbouncer: bool, statement_timeout: float) -> dict[str, object]:
+def pool_kwargs(*, pgbouncer: bool) -> dict[str, object]:
     """Connection arguments for the service's pool.
 
     Through PgBouncer in transaction mode, server-side prepared statements and startup
