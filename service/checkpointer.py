@@ -7,7 +7,7 @@ connection, so the lock buys nothing: :class:`PooledPostgresSaver` drops it ther
 keeps it for a single connection. Tables, rows and SQL are the stock saver's own, so a stock
 saver reads what this one writes and the other way round.
 
-Writes take one statement each (see PUT_SQL) and serialise inline instead of hopping to a
+Writes take one statement each (see put_sql) and serialise inline instead of hopping to a
 worker thread: the stock saver's ``asyncio.to_thread`` around (de)serialising a few small
 blobs costs more than the work itself, and buys no parallelism (serialising Python objects
 holds the GIL either way). ``aput``, ``aput_writes`` and ``_load_checkpoint_tuple`` follow the
@@ -19,6 +19,7 @@ It also refuses ``setup()``: the service never runs DDL (``python -m migrate`` d
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -42,27 +43,39 @@ from psycopg_pool import AsyncConnectionPool
 # The stock saver writes a checkpoint as one statement per blob plus one for the checkpoint row,
 # and pending writes as one statement per write. These do the same in one statement each (the
 # same rows, the same ON CONFLICT rules): fewer round trips and much less client CPU per step.
-PUT_SQL = """
-WITH blobs AS (
-    INSERT INTO checkpoint_blobs (thread_id, checkpoint_ns, channel, version, type, blob)
-    SELECT %s, %s, b.channel, b.version, b.type, b.blob
-    FROM unnest(%s::text[], %s::text[], %s::text[], %s::bytea[]) AS b(channel, version, type, blob)
-    ON CONFLICT (thread_id, checkpoint_ns, channel, version) DO NOTHING
-)
+# Rows go in as a multi-row VALUES list of scalar parameters (psycopg dumps scalars in C; arrays
+# for unnest would take its Python list dumper); one statement text per row count, prepared once.
+_BLOB_COLUMNS = "(thread_id, checkpoint_ns, channel, version, type, blob)"
+_WRITE_COLUMNS = "(thread_id, checkpoint_ns, checkpoint_id, task_id, task_path, idx, channel, type, blob)"
+_UPSERT_CHECKPOINT = """
 INSERT INTO checkpoints (thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, checkpoint, metadata)
 VALUES (%s, %s, %s, %s, %s, %s)
 ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id)
 DO UPDATE SET checkpoint = EXCLUDED.checkpoint, metadata = EXCLUDED.metadata
 """
-_WRITES_SELECT = """
-INSERT INTO checkpoint_writes (thread_id, checkpoint_ns, checkpoint_id, task_id, task_path, idx, channel, type, blob)
-SELECT %s, %s, %s, %s, %s, w.idx, w.channel, w.type, w.blob
-FROM unnest(%s::int[], %s::text[], %s::text[], %s::bytea[]) AS w(idx, channel, type, blob)
-ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id, task_id, idx)
-"""
-UPSERT_WRITES_SQL = (_WRITES_SELECT
-                     + "DO UPDATE SET channel = EXCLUDED.channel, type = EXCLUDED.type, blob = EXCLUDED.blob")
-INSERT_WRITES_SQL = _WRITES_SELECT + "DO NOTHING"
+
+
+def _rows(count: int, width: int) -> str:
+    row = "(" + ", ".join(["%s"] * width) + ")"
+    return ", ".join([row] * count)
+
+
+@functools.cache
+def put_sql(blobs: int) -> str:
+    """The blobs (if any) and the checkpoint row, in one statement."""
+    if not blobs:
+        return _UPSERT_CHECKPOINT
+    return (f"WITH blobs AS (INSERT INTO checkpoint_blobs {_BLOB_COLUMNS} VALUES {_rows(blobs, 6)} "
+            "ON CONFLICT (thread_id, checkpoint_ns, channel, version) DO NOTHING)" + _UPSERT_CHECKPOINT)
+
+
+@functools.cache
+def writes_sql(writes: int, upsert: bool) -> str:
+    """Pending writes in one statement; ``upsert`` overwrites (special channels), else keeps the first."""
+    conflict = ("DO UPDATE SET channel = EXCLUDED.channel, type = EXCLUDED.type, blob = EXCLUDED.blob" if upsert
+                else "DO NOTHING")
+    return (f"INSERT INTO checkpoint_writes {_WRITE_COLUMNS} VALUES {_rows(writes, 9)} "
+            f"ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id, task_id, idx) {conflict}")
 
 
 class SchemaManagedElsewhere(RuntimeError):
@@ -116,14 +129,11 @@ class PooledPostgresSaver(AsyncPostgresSaver):
                 blob_values[k] = copy["channel_values"].pop(k)
         blob_versions = {k: v for k, v in new_versions.items() if k in blob_values}
         blobs = self._dump_blobs(thread_id, checkpoint_ns, blob_values, blob_versions)
-        params = (
-            thread_id, checkpoint_ns,
-            [b[2] for b in blobs], [b[3] for b in blobs], [b[4] for b in blobs], [b[5] for b in blobs],
-            thread_id, checkpoint_ns, checkpoint["id"], checkpoint_id, Jsonb(copy),
-            Jsonb(get_serializable_checkpoint_metadata(config, metadata)),
-        )
+        params: list[Any] = [value for blob in blobs for value in blob]
+        params += [thread_id, checkpoint_ns, checkpoint["id"], checkpoint_id, Jsonb(copy),
+                   Jsonb(get_serializable_checkpoint_metadata(config, metadata))]
         async with self._cursor() as cur:
-            await cur.execute(PUT_SQL, params)
+            await cur.execute(put_sql(len(blobs)), params)
         return next_config
 
     async def aput_writes(self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str,
@@ -137,10 +147,8 @@ class PooledPostgresSaver(AsyncPostgresSaver):
             rows = list({r[5]: r for r in rows}.values())
         if not rows:
             return
-        params = (c["thread_id"], c["checkpoint_ns"], c["checkpoint_id"], task_id, task_path,
-                  [r[5] for r in rows], [r[6] for r in rows], [r[7] for r in rows], [r[8] for r in rows])
         async with self._cursor() as cur:
-            await cur.execute(UPSERT_WRITES_SQL if upsert else INSERT_WRITES_SQL, params)
+            await cur.execute(writes_sql(len(rows), upsert), [value for row in rows for value in row])
 
     async def _load_checkpoint_tuple(self, value: DictRow) -> CheckpointTuple:
         return CheckpointTuple(
