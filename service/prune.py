@@ -27,21 +27,22 @@ from service import db
 from service import logging as service_logging
 from service.checkpointer import PooledPostgresSaver
 from service.settings import ConfigError, DatabaseSettings
+from service.threads import LIVE_HOLDER
 
 log = service_logging.get_logger("service.prune")
 
-_SELECT_SQL = """
-SELECT thread_id, updated_at FROM threads
-WHERE updated_at < %(cutoff)s AND NOT (run_id IS NOT NULL AND lease_expires_at > now())
-  AND (updated_at, thread_id) > (%(after_ts)s, %(after_id)s)
-ORDER BY updated_at, thread_id LIMIT %(batch)s
+_SELECT_SQL = f"""
+SELECT t.thread_id, t.updated_at FROM threads t
+WHERE t.updated_at < %(cutoff)s AND NOT ({LIVE_HOLDER})
+  AND (t.updated_at, t.thread_id) > (%(after_ts)s, %(after_id)s)
+ORDER BY t.updated_at, t.thread_id LIMIT %(batch)s
 """
-_DELETE_SQL = """
-DELETE FROM threads WHERE thread_id = ANY(%(ids)s) AND updated_at < %(cutoff)s
-  AND NOT (run_id IS NOT NULL AND lease_expires_at > now())
-  AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.thread_id = threads.thread_id AND r.status = 'pending'
+_DELETE_SQL = f"""
+DELETE FROM threads t WHERE t.thread_id = ANY(%(ids)s) AND t.updated_at < %(cutoff)s
+  AND NOT ({LIVE_HOLDER})
+  AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.thread_id = t.thread_id AND r.status = 'pending'
                   AND r.lease_expires_at > now())
-RETURNING thread_id
+RETURNING t.thread_id
 """
 
 

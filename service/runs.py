@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -90,8 +90,6 @@ class ActiveRun:
     events: asyncio.Queue[tuple[str, Any] | None]
     task: asyncio.Task[Outcome] | None = None
 
-
-Emit = Callable[[str, Any], Awaitable[None]]
 
 
 def _modes(body: RunCreate) -> list[str]:

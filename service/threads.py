@@ -87,7 +87,8 @@ _THREAD_COLUMNS = """
     CASE WHEN t.status = 'busy' AND (t.lease_expires_at IS NULL OR t.lease_expires_at <= now())
          THEN 'error' ELSE t.status END AS status
 """
-_LIVE_HOLDER = "t.run_id IS NOT NULL AND t.lease_expires_at > now()"
+# A run holds the thread row aliased t (its pod keeps renewing the lease).
+LIVE_HOLDER = "t.run_id IS NOT NULL AND t.lease_expires_at > now()"
 
 # The fast path: take an idle thread in one statement. The condition on the row's own columns
 # is re-checked after a row lock wait, which makes it a mutex; the pending-queue check only keeps
@@ -98,7 +99,7 @@ WITH taken AS (
         updated_at = now(),
         metadata = CASE WHEN t.metadata->>'graph_id' IS DISTINCT FROM %(graph_id)s
                         THEN t.metadata || jsonb_build_object('graph_id', %(graph_id)s::text) ELSE t.metadata END
-    WHERE t.thread_id = %(thread_id)s AND NOT ({_LIVE_HOLDER})
+    WHERE t.thread_id = %(thread_id)s AND NOT ({LIVE_HOLDER})
       AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.thread_id = %(thread_id)s AND r.status = 'pending'
                       AND r.lease_expires_at > now())
     RETURNING t.thread_id
@@ -207,7 +208,7 @@ class PostgresThreadStore:
             if await cur.fetchone() is None:
                 raise NotFound(f"thread {thread_id} not found")
             cur = await conn.execute(
-                f"SELECT 1 FROM threads t WHERE t.thread_id = %s AND {_LIVE_HOLDER} UNION ALL "
+                f"SELECT 1 FROM threads t WHERE t.thread_id = %s AND {LIVE_HOLDER} UNION ALL "
                 "SELECT 1 FROM runs WHERE thread_id = %s AND status = 'pending' AND lease_expires_at > now() LIMIT 1",
                 (thread_id, thread_id))
             if await cur.fetchone() is not None:
@@ -302,7 +303,7 @@ class PostgresThreadStore:
         run_id = params["run_id"]
         async with self.pool.connection() as conn, conn.pipeline(), conn.transaction():
             holder = await conn.execute(
-                f"SELECT {_LIVE_HOLDER} AS held, t.run_id::text AS run_id FROM threads t "
+                f"SELECT {LIVE_HOLDER} AS held, t.run_id::text AS run_id FROM threads t "
                 "WHERE t.thread_id = %(thread_id)s FOR NO KEY UPDATE", params)
             # Queued runs whose pods stopped renewing their lease no longer wait for the thread.
             await conn.execute(
