@@ -52,8 +52,8 @@ def main() -> int:
                 for r in results:
                     if r.returncode:
                         text = r.stdout + r.stderr
-                        match = re.search(r"(DeadlockDetected|UniqueViolation|[A-Z]\w+(?:Error|Violation))", text)
-                        errors[match.group(1) if match else "other"] += 1
+                        match = re.search(r"failed: (\w+)|([A-Z]\w+(?:Error|Violation))", text)
+                        errors[(match.group(1) or match.group(2)) if match else "other"] += 1
                 rows.append((name, ok, n - ok, wall, ", ".join(f"{k} x{v}" for k, v in errors.most_common())))
     finally:
         server.close()

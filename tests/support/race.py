@@ -1,8 +1,9 @@
 """Start many OS processes against one database and release them at the same moment.
 
-Interpreter start spreads process launches over seconds on a small machine, so the processes
-connect through a gated TCP proxy (tests/support/tcpproxy.py) that holds every connection until
-all processes are waiting, then lets them through at the same moment.
+Interpreter start and authentication spread process launches over seconds on a small machine, so
+the processes connect through a gated TCP proxy (tests/support/tcpproxy.py) that holds each one's
+first statement until all processes are waiting, then lets the statements through at the same
+moment.
 """
 
 from __future__ import annotations
@@ -42,8 +43,9 @@ def run_together(
 ) -> tuple[list[Finished], float]:
     """Run the commands ``build(gated_conninfo)`` released together.
 
-    The processes reach the database through a gated TCP proxy: each connects and waits at the
-    gate; once all are waiting (or have exited) the gate opens and all arrive at the same moment.
+    The processes reach the database through a gated TCP proxy: each connects, authenticates and
+    waits at the gate with its first statement; once all are waiting (or have exited) the gate
+    opens and every first statement arrives at the same moment.
     Returns their results and the wall time from the release to the last exit.
     """
     workdir = Path(tempfile.mkdtemp(prefix="race-"))

@@ -1,8 +1,10 @@
 """A small TCP proxy in front of PostgreSQL, run in a background thread of the test process.
 
-* ``gate``: clients connect and wait (no bytes forwarded) until :meth:`TcpProxy.release`; then
-  every waiting client is connected upstream at the same moment. This is how races are started:
-  interpreter start spreads process launches over seconds, the gate makes them arrive together.
+* ``gate``: clients connect and authenticate through the proxy, then their first statement (a
+  Query or Parse message) is held until :meth:`TcpProxy.release`; then every held statement
+  reaches the server at the same moment. This is how races are started: interpreter start and
+  authentication spread process launches over seconds, the gate makes their first statements
+  arrive together. The gated connection string turns TLS off so the protocol can be read.
 * ``stall``: stop forwarding bytes on every open connection (a stalled network), until ``resume``.
 """
 
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import struct
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,6 +20,10 @@ from contextlib import contextmanager
 from psycopg.conninfo import conninfo_to_dict
 
 from service.db import with_params
+
+# Untyped messages a client may send first (PostgreSQL frontend/backend protocol, section 55.7).
+_SSL_REQUEST, _GSSENC_REQUEST, _CANCEL_REQUEST = 80877103, 80877104, 80877102
+_STATEMENT_MESSAGES = (b"Q", b"P")  # simple Query, extended-protocol Parse
 
 
 class TcpProxy:
@@ -39,7 +46,7 @@ class TcpProxy:
 
     @property
     def pending(self) -> int:
-        """Clients connected and waiting at the gate."""
+        """Clients holding their first statement at the gate."""
         return self._pending
 
     def release(self) -> None:
@@ -64,7 +71,9 @@ class TcpProxy:
         self._thread.join(10)
 
     def conninfo(self, conninfo: str) -> str:
-        """``conninfo`` pointed at this proxy instead of the server."""
+        """``conninfo`` pointed at this proxy instead of the server (in the clear when gated)."""
+        if self._gated:
+            conninfo = with_params(conninfo, sslmode="disable", gssencmode="disable")
         return with_params(conninfo, host="127.0.0.1", port=str(self.port))
 
     # -- the proxy itself (runs in the background thread) ----------------------------------------
@@ -76,46 +85,53 @@ class TcpProxy:
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def _handle(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
-        buffered = await self._wait_at_gate(client_r)
-        if buffered is None:  # the client gave up while waiting
-            client_w.close()
-            return
         try:
             up_r, up_w = await asyncio.open_connection(*self.upstream)
         except OSError:
             client_w.close()
             return
-        if buffered:
-            up_w.write(bytes(buffered))
-        await asyncio.gather(self._pipe(client_r, up_w), self._pipe(up_r, client_w),
+        await asyncio.gather(self._from_client(client_r, up_w), self._pipe(up_r, client_w),
                              return_exceptions=True)
 
-    async def _wait_at_gate(self, client_r: asyncio.StreamReader) -> bytearray | None:
-        """Hold the client until the gate opens, keeping what it sends; None if it hangs up."""
-        buffered = bytearray()
-        if self._open.is_set():
-            return buffered
-        self._pending += 1
-        opened = asyncio.ensure_future(self._open.wait())
-        try:
-            while not opened.done():
-                read = asyncio.ensure_future(client_r.read(65536))
-                done, _ = await asyncio.wait({opened, read}, return_when=asyncio.FIRST_COMPLETED)
-                if read in done:
-                    data = read.result()
-                    if not data:
-                        opened.cancel()
-                        return None
-                    buffered += data
-                else:
-                    read.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await read
-                    if read.done() and not read.cancelled():
-                        buffered += read.result()
-            return buffered
-        finally:
-            self._pending -= 1
+    async def _from_client(self, client_r: asyncio.StreamReader, up_w: asyncio.StreamWriter) -> None:
+        if not self._open.is_set():
+            try:
+                held = await self._forward_until_first_statement(client_r, up_w)
+            except (asyncio.IncompleteReadError, ConnectionError):
+                up_w.close()
+                return
+            if held:
+                self._pending += 1
+                try:
+                    await self._open.wait()
+                finally:
+                    self._pending -= 1
+                up_w.write(held)
+        await self._pipe(client_r, up_w)
+
+    @staticmethod
+    async def _forward_until_first_statement(client_r: asyncio.StreamReader, up_w: asyncio.StreamWriter) -> bytes:
+        """Pass the startup and authentication messages on; return the first statement, unsent.
+
+        Returns empty bytes for a cancel request, which carries no statement.
+        """
+        while True:
+            head = await client_r.readexactly(8)
+            length, code = struct.unpack("!ii", head)
+            if code in (_SSL_REQUEST, _GSSENC_REQUEST):  # refused: the gated conninfo disables both
+                up_w.write(head)
+                continue
+            up_w.write(head + await client_r.readexactly(length - 8))
+            if code == _CANCEL_REQUEST:
+                return b""
+            break
+        while True:
+            head = await client_r.readexactly(5)
+            message = head + await client_r.readexactly(int.from_bytes(head[1:], "big") - 4)
+            if head[:1] in _STATEMENT_MESSAGES:
+                return message
+            up_w.write(message)
+            await up_w.drain()
 
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
