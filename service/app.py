@@ -34,6 +34,7 @@ from service.errors import EXCEPTION_HANDLERS
 from service.graphs import GraphEntry, load_graphs
 from service.logging import get_logger
 from service.middleware import RequestLogMiddleware
+from service.pool import Pool
 from service.runs import RunManager
 from service.settings import Settings
 from service.threads import MemoryThreadStore, PostgresThreadStore, ThreadStore
@@ -121,7 +122,7 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
         assert settings.database is not None
         db.use_fast_json()
         p = settings.pool
-        pool_class = instrumentation.InstrumentedPool if settings.metrics_enabled else AsyncConnectionPool
+        pool_class = instrumentation.InstrumentedPool if settings.metrics_enabled else Pool
         pool = pool_class(
             db.pool_conninfo(settings.database.conninfo, pgbouncer=p.pgbouncer,
                              statement_timeout=p.statement_timeout, connect_timeout=p.connect_timeout),

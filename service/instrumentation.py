@@ -34,6 +34,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from service import metrics
 from service.checkpointer import PooledPostgresSaver
+from service.pool import Pool
 from service.threads import PostgresThreadStore
 
 P = ParamSpec("P")
@@ -187,15 +188,10 @@ class InstrumentedStore(AsyncPostgresStore):
             raise
 
 
-class InstrumentedPool(AsyncConnectionPool[Any]):
-    """AsyncConnectionPool that times every checkout (a PoolTimeout is observed too)."""
+class InstrumentedPool(Pool):
+    """The service's Pool that times every checkout (a PoolTimeout is observed too)."""
 
-    async def getconn(self, timeout: float | None = None) -> Any:
-        started = perf_counter()
-        try:
-            return await super().getconn(timeout)
-        finally:
-            metrics.POOL_WAIT.observe(perf_counter() - started)
+    observe_wait = staticmethod(metrics.POOL_WAIT.observe)
 
 
 def sample_pool(pool: AsyncConnectionPool[Any]) -> None:

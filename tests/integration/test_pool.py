@@ -1,0 +1,130 @@
+"""service.pool.Pool against a real PostgreSQL: its queue keeps psycopg_pool's promises."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg.pq import TransactionStatus
+from psycopg.rows import dict_row
+from psycopg_pool import PoolTimeout
+
+from service.pool import Pool
+
+
+def run(conninfo: str, scenario: Callable[[Pool], Awaitable[Any]], max_size: int = 2, timeout: float = 5) -> Any:
+    async def main() -> Any:
+        pool = Pool(conninfo, min_size=max_size, max_size=max_size, timeout=timeout, open=False,
+                    kwargs={"autocommit": True, "row_factory": dict_row})
+        await pool.open(wait=True)
+        try:
+            return await scenario(pool)
+        finally:
+            await pool.close()
+
+    return asyncio.run(main())
+
+
+class TestQueue:
+    def test_should_serve_waiting_callers_in_arrival_order(self, fresh_db: str) -> None:
+        async def scenario(pool: Pool) -> list[int]:
+            order: list[int] = []
+            held = [await pool.getconn(), await pool.getconn()]
+
+            async def caller(i: int) -> None:
+                async with pool.connection() as conn:
+                    order.append(i)
+                    await conn.execute("SELECT 1")
+
+            callers = []
+            for i in range(6):
+                callers.append(asyncio.create_task(caller(i)))
+                await asyncio.sleep(0.01)  # arrive one after the other
+            assert pool.get_stats()["requests_waiting"] == 6
+            for conn in held:
+                await pool.putconn(conn)
+            await asyncio.gather(*callers)
+            return order
+
+        assert run(fresh_db, scenario) == [0, 1, 2, 3, 4, 5]
+
+    def test_should_time_out_with_pool_timeout_and_lose_no_slot(self, fresh_db: str) -> None:
+        async def scenario(pool: Pool) -> tuple[float, int]:
+            held = [await pool.getconn(), await pool.getconn()]
+            started = time.monotonic()
+            with pytest.raises(PoolTimeout, match=r"couldn.t get a connection after 0\.30 sec"):
+                await pool.getconn(timeout=0.3)
+            waited = time.monotonic() - started
+            for conn in held:
+                await pool.putconn(conn)
+            # Every slot is free again: max_size callers at once get a connection immediately.
+            conns = [await pool.getconn(timeout=1) for _ in range(2)]
+            for conn in conns:
+                await pool.putconn(conn)
+            return waited, pool.get_stats()["requests_waiting"]
+
+        waited, waiting = run(fresh_db, scenario, timeout=30)
+        assert 0.3 <= waited < 2
+        assert waiting == 0
+
+    def test_should_free_the_slot_of_a_caller_cancelled_while_waiting(self, fresh_db: str) -> None:
+        async def scenario(pool: Pool) -> int:
+            held = [await pool.getconn(), await pool.getconn()]
+            waiter = asyncio.create_task(pool.getconn())
+            await asyncio.sleep(0.05)
+            waiter.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await waiter
+            for conn in held:
+                await pool.putconn(conn)
+            async with pool.connection(timeout=1), pool.connection(timeout=1) as conn:
+                await conn.execute("SELECT 1")
+            return pool.get_stats()["requests_waiting"]
+
+        assert run(fresh_db, scenario) == 0
+
+    def test_should_refuse_a_connection_returned_twice(self, fresh_db: str) -> None:
+        async def scenario(pool: Pool) -> None:
+            conn = await pool.getconn()
+            await pool.putconn(conn)
+            with pytest.raises(ValueError, match="doesn't come from any pool"):
+                await pool.putconn(conn)
+            async with pool.connection(timeout=1) as a, pool.connection(timeout=1) as b:
+                await a.execute("SELECT 1")
+                await b.execute("SELECT 1")
+
+        run(fresh_db, scenario)
+
+
+class TestCheckout:
+    def test_should_roll_back_a_transaction_left_open(self, fresh_db: str) -> None:
+        async def scenario(pool: Pool) -> tuple[Any, Any]:
+            async with pool.connection() as conn:
+                await conn.execute("CREATE TABLE t (x int)")
+                await conn.execute("BEGIN")
+                await conn.execute("INSERT INTO t VALUES (1)")
+                assert conn.info.transaction_status == TransactionStatus.INTRANS
+            async with pool.connection() as conn, pool.connection() as other:
+                statuses = conn.info.transaction_status, other.info.transaction_status
+                rows = await (await conn.execute("SELECT count(*) AS n FROM t")).fetchone()
+            return statuses, rows
+
+        statuses, rows = run(fresh_db, scenario)
+        assert statuses == (TransactionStatus.IDLE, TransactionStatus.IDLE)
+        assert rows == {"n": 0}
+
+    def test_should_replace_a_connection_that_broke_in_use(self, fresh_db: str) -> None:
+        async def scenario(pool: Pool) -> int:
+            with pytest.raises(psycopg.OperationalError):
+                async with pool.connection() as conn:
+                    await conn.execute("SELECT pg_terminate_backend(pg_backend_pid())")
+            for _ in range(4):  # both slots serve again, on working connections
+                async with pool.connection(timeout=5) as conn:
+                    await conn.execute("SELECT 1")
+            return pool.get_stats()["requests_waiting"]
+
+        assert run(fresh_db, scenario) == 0
