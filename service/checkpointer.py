@@ -10,9 +10,11 @@ saver reads what this one writes and the other way round.
 Writes take one statement each (see put_sql) and serialise inline instead of hopping to a
 worker thread: the stock saver's ``asyncio.to_thread`` around (de)serialising a few small
 blobs costs more than the work itself, and buys no parallelism (serialising Python objects
-holds the GIL either way). ``aput``, ``aput_writes`` and ``_load_checkpoint_tuple`` follow the
-stock methods of the pinned langgraph-checkpoint-postgres (see requirements.lock); the tests
-check both savers read each other's rows.
+holds the GIL either way). ``put_statement``, ``writes_statement`` (the SQL and parameters of
+``aput`` and ``aput_writes``, built without I/O so that the instrumented saver can time the
+statement in place) and ``_load_checkpoint_tuple`` follow the stock methods of the pinned
+langgraph-checkpoint-postgres (see requirements.lock); the tests check both savers read each
+other's rows.
 
 It also refuses ``setup()``: the service never runs DDL (``python -m migrate`` does).
 """
@@ -107,6 +109,21 @@ class PooledPostgresSaver(AsyncPostgresSaver):
 
     async def aput(self, config: RunnableConfig, checkpoint: Checkpoint, metadata: CheckpointMetadata,
                    new_versions: ChannelVersions) -> RunnableConfig:
+        next_config, sql, params = self.put_statement(config, checkpoint, metadata, new_versions)
+        async with self._cursor() as cur:
+            await cur.execute(sql, params)
+        return next_config
+
+    async def aput_writes(self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str,
+                          task_path: str = "") -> None:
+        statement = self.writes_statement(config, writes, task_id, task_path)
+        if statement is not None:
+            async with self._cursor() as cur:
+                await cur.execute(*statement)
+
+    def put_statement(self, config: RunnableConfig, checkpoint: Checkpoint, metadata: CheckpointMetadata,
+                      new_versions: ChannelVersions) -> tuple[RunnableConfig, str, list[Any]]:
+        """aput's next config, SQL and parameters (the stock aput's rows, in one statement)."""
         configurable = config["configurable"].copy()
         thread_id = configurable.pop("thread_id")
         checkpoint_ns = configurable.pop("checkpoint_ns")
@@ -132,12 +149,11 @@ class PooledPostgresSaver(AsyncPostgresSaver):
         params: list[Any] = [value for blob in blobs for value in blob]
         params += [thread_id, checkpoint_ns, checkpoint["id"], checkpoint_id, Jsonb(copy),
                    Jsonb(get_serializable_checkpoint_metadata(config, metadata))]
-        async with self._cursor() as cur:
-            await cur.execute(put_sql(len(blobs)), params)
-        return next_config
+        return next_config, put_sql(len(blobs)), params
 
-    async def aput_writes(self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str,
-                          task_path: str = "") -> None:
+    def writes_statement(self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str,
+                         task_path: str = "") -> tuple[str, list[Any]] | None:
+        """aput_writes's SQL and parameters, or None when there is nothing to write."""
         upsert = all(w[0] in WRITES_IDX_MAP for w in writes)
         c = config["configurable"]
         rows = self._dump_writes(c["thread_id"], c["checkpoint_ns"], c["checkpoint_id"], task_id, task_path, writes)
@@ -146,9 +162,8 @@ class PooledPostgresSaver(AsyncPostgresSaver):
             # touch a row twice, so keep the last of each idx.
             rows = list({r[5]: r for r in rows}.values())
         if not rows:
-            return
-        async with self._cursor() as cur:
-            await cur.execute(writes_sql(len(rows), upsert), [value for row in rows for value in row])
+            return None
+        return writes_sql(len(rows), upsert), [value for row in rows for value in row]
 
     async def _load_checkpoint_tuple(self, value: DictRow) -> CheckpointTuple:
         return CheckpointTuple(
