@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
@@ -80,6 +80,33 @@ def writes_sql(writes: int, upsert: bool) -> str:
             f"ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id, task_id, idx) {conflict}")
 
 
+class _PooledCursor:
+    """``async with saver._cursor() as cur`` over a pool: a binary dict-row cursor on a pooled connection.
+
+    The pool's connections are in autocommit mode, so there is nothing to commit on the way out;
+    ``putconn`` rolls back whatever a failed call left open.
+    """
+
+    __slots__ = ("_conn", "_cur", "_pool")
+
+    def __init__(self, pool: AsyncConnectionPool[Any]) -> None:
+        self._pool = pool
+        self._conn: Any = None
+        self._cur: AsyncCursor[DictRow] | None = None
+
+    async def __aenter__(self) -> AsyncCursor[DictRow]:
+        self._conn = await self._pool.getconn()
+        self._cur = self._conn.cursor(binary=True, row_factory=dict_row)
+        return self._cur
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        try:
+            if self._cur is not None:
+                await self._cur.close()
+        finally:
+            await self._pool.putconn(self._conn)
+
+
 class SchemaManagedElsewhere(RuntimeError):
     """Raised by setup(): the schema belongs to the migration job."""
 
@@ -90,21 +117,23 @@ class PooledPostgresSaver(AsyncPostgresSaver):
     async def setup(self) -> None:
         raise SchemaManagedElsewhere("the service never runs DDL; run `python -m migrate`")
 
+    def _cursor(self, *, pipeline: bool = False) -> AbstractAsyncContextManager[AsyncCursor[DictRow]]:  # type: ignore[override]
+        if isinstance(self.conn, AsyncConnectionPool) and self.pipe is None and not pipeline:
+            return _PooledCursor(self.conn)  # every call of a run: no generator-based context manager
+        return self._cursor_otherwise(pipeline=pipeline)
+
     @asynccontextmanager
-    async def _cursor(self, *, pipeline: bool = False) -> AsyncIterator[AsyncCursor[DictRow]]:
+    async def _cursor_otherwise(self, *, pipeline: bool) -> AsyncIterator[AsyncCursor[DictRow]]:
         if not isinstance(self.conn, AsyncConnectionPool) or self.pipe is not None:
             async with super()._cursor(pipeline=pipeline) as cur:
                 yield cur
             return
         async with self.conn.connection() as conn:
-            if pipeline and self.supports_pipeline:
+            if self.supports_pipeline:
                 async with conn.pipeline(), conn.cursor(binary=True, row_factory=dict_row) as cur:
                     yield cur
-            elif pipeline:
-                async with conn.transaction(), conn.cursor(binary=True, row_factory=dict_row) as cur:
-                    yield cur
             else:
-                async with conn.cursor(binary=True, row_factory=dict_row) as cur:
+                async with conn.transaction(), conn.cursor(binary=True, row_factory=dict_row) as cur:
                     yield cur
 
     async def aput(self, config: RunnableConfig, checkpoint: Checkpoint, metadata: CheckpointMetadata,

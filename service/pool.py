@@ -12,9 +12,8 @@ waiting: the same order, the same timeout and ``PoolTimeout``, a fraction of the
 (whose exit commits): the pool's connections are in autocommit mode, so there is nothing to
 commit, and ``putconn`` rolls back any transaction left open, as psycopg_pool always does.
 
-Together the two took the service's CPU time per run on PostgreSQL from 6.4 to 5.5 ms
-(bench/http_runs.py's load: 16 runs in flight over 16 connections, where nearly every
-checkout used to wait in psycopg_pool's queue).
+Under bench/http_runs.py's load (16 runs in flight over 16 connections) nearly every checkout
+used to wait in psycopg_pool's queue: 5 551 of 5 601 checkouts of 400 runs waited over 0.1 ms.
 """
 
 from __future__ import annotations

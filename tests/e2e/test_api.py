@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -168,11 +169,20 @@ class TestOperations:
                                                             client: SyncLangGraphClient) -> None:
         thread_id = client.threads.create(graph_id="support")["thread_id"]
         client.runs.wait(thread_id, "support", input=ask("hello"))
+
+        def logged(event: str) -> list[dict[str, Any]]:
+            lines = [json.loads(line) for line in pod[0].logs().splitlines() if line.startswith("{")]
+            return [e for e in lines if e["event"] == event and e.get("thread_id") == thread_id]
+
+        # The request line is written once the response is sent, so it may trail the client a little.
+        deadline = time.monotonic() + 5
+        while not logged("request") and time.monotonic() < deadline:
+            time.sleep(0.05)
         lines = [json.loads(line) for line in pod[0].logs().splitlines() if line.startswith("{")]
         assert lines and all("timestamp" in e and "level" in e for e in lines)
-        finished = [e for e in lines if e["event"] == "run_finished" and e.get("thread_id") == thread_id]
+        finished = logged("run_finished")
         assert finished and finished[0]["graph"] == "support" and finished[0]["run_id"] and finished[0]["request_id"]
-        requests = [e for e in lines if e["event"] == "request" and e.get("thread_id") == thread_id]
+        requests = logged("request")
         assert any(e["route"] == "/threads/{thread_id:str}/runs/wait" and e["status"] == 200 for e in requests)
         assert any(e.get("logger", "").startswith("uvicorn") for e in lines)  # uvicorn goes through structlog too
 

@@ -80,16 +80,16 @@ class _CountingPool(AsyncConnectionPool[Any]):
     active = 0
     peak = 0
 
-    @asynccontextmanager
-    async def connection(self, timeout: float | None = None) -> AsyncIterator[Any]:
-        async with super().connection(timeout) as conn:
-            type(self).active += 1
-            type(self).peak = max(type(self).peak, type(self).active)
-            try:
-                await asyncio.sleep(0.02)
-                yield conn
-            finally:
-                type(self).active -= 1
+    async def getconn(self, timeout: float | None = None) -> Any:
+        conn = await super().getconn(timeout)
+        type(self).active += 1
+        type(self).peak = max(type(self).peak, type(self).active)
+        await asyncio.sleep(0.02)
+        return conn
+
+    async def putconn(self, conn: Any) -> None:
+        type(self).active -= 1
+        await super().putconn(conn)
 
 
 class TestConcurrency:
