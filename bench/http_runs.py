@@ -1,10 +1,11 @@
 """runs/wait throughput and latency: this service on PostgreSQL vs in memory vs the tutorial way.
 
-    python bench/http_runs.py [--runs 600] [--concurrency 16]
+    python bench/http_runs.py [--runs 400] [--rounds 3] [--phases 3] [--concurrency 16]
 
-Starts three servers on this machine and drives each the same way, in interleaved rounds:
+Starts three servers on this machine and drives each the same way, in interleaved rounds, in
+several phases of fresh processes (one process per server cannot settle a ratio here):
 ``POST /threads/<new id>/runs/wait`` with the example graph ``support`` (a question that is
-answered without approval), ``--concurrency`` requests in flight, ``--runs`` in all after a
+answered without approval), ``--concurrency`` requests in flight, ``--runs`` per round after a
 warm-up. The servers:
 
 * ``service (postgres)``: ``python -m service`` on PostgreSQL, ``durability: sync``;
@@ -123,39 +124,53 @@ class Server:
             self.proc.wait(30)
 
 
-def measure(servers: list[Server], args: argparse.Namespace) -> list[Result]:
+def measure(servers: list[Server], args: argparse.Namespace) -> tuple[list[Result], dict[str, list[float]]]:
     """Rounds of ``--runs`` runs per server, interleaved, so that a noisy neighbour on this shared
-    machine hits every server alike; the rate is the median over the rounds."""
-    for server in servers:
-        server.start()
-    try:
-        time.sleep(1)
-        idle = {s.name: rss_mib(s.proc.pid) for s in servers if s.proc}
-        for server in servers:
-            asyncio.run(drive(server.url, args.warmup, args.concurrency, server.body_extra))
-        rates: dict[str, list[float]] = {s.name: [] for s in servers}
-        latencies: dict[str, list[float]] = {s.name: [] for s in servers}
-        failed = dict.fromkeys(rates, 0)
-        for round_ in range(args.rounds):
+    machine hits every server alike, in ``--phases`` phases of fresh processes (started in a
+    rotating order): two identical service processes differ by several percent here (where the
+    scheduler puts them relative to PostgreSQL's backends), so one process per server cannot
+    settle a ratio. The rate is the median over all rounds; RSS is the largest seen."""
+    rates: dict[str, list[float]] = {s.name: [] for s in servers}
+    latencies: dict[str, list[float]] = {s.name: [] for s in servers}
+    failed = dict.fromkeys(rates, 0)
+    idle: dict[str, float] = dict.fromkeys(rates, 0.0)
+    after: dict[str, float] = dict.fromkeys(rates, 0.0)
+    for phase in range(args.phases):
+        order = servers[phase % len(servers):] + servers[:phase % len(servers)]
+        for server in order:
+            server.start()
+        try:
+            time.sleep(1)
+            for s in servers:
+                assert s.proc is not None
+                idle[s.name] = max(idle[s.name], rss_mib(s.proc.pid))
             for server in servers:
-                f, seconds, lat = asyncio.run(drive(server.url, args.runs, args.concurrency, server.body_extra))
-                rates[server.name].append(args.runs / seconds)
-                latencies[server.name] += lat
-                failed[server.name] += f
-                print(f"  round {round_ + 1} {server.name}: {args.runs / seconds:.1f} runs/s", file=sys.stderr,
-                      flush=True)
-        after = {s.name: rss_mib(s.proc.pid) for s in servers if s.proc}
-    finally:
-        for server in servers:
-            server.stop()
-    return [Result(s.name, args.runs * args.rounds, failed[s.name], statistics.median(rates[s.name]),
-                   latencies[s.name], idle[s.name], after[s.name]) for s in servers]
+                asyncio.run(drive(server.url, args.warmup, args.concurrency, server.body_extra))
+            for round_ in range(args.rounds):
+                for server in servers:
+                    f, seconds, lat = asyncio.run(drive(server.url, args.runs, args.concurrency, server.body_extra))
+                    rates[server.name].append(args.runs / seconds)
+                    latencies[server.name] += lat
+                    failed[server.name] += f
+                    print(f"  phase {phase + 1} round {round_ + 1} {server.name}: {args.runs / seconds:.1f} runs/s",
+                          file=sys.stderr, flush=True)
+            for s in servers:
+                assert s.proc is not None
+                after[s.name] = max(after[s.name], rss_mib(s.proc.pid))
+        finally:
+            for server in servers:
+                server.stop()
+    results = [Result(s.name, args.runs * args.rounds * args.phases, failed[s.name],
+                      statistics.median(rates[s.name]), latencies[s.name], idle[s.name], after[s.name])
+               for s in servers]
+    return results, rates
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=400, help="runs per server per round")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=3, help="rounds per phase")
+    parser.add_argument("--phases", type=int, default=3, help="sets of fresh server processes")
     parser.add_argument("--warmup", type=int, default=64)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--pg-setting", action="append", default=[], metavar="NAME=VALUE",
@@ -172,7 +187,7 @@ def main() -> int:
         run(Options(conninfo=service_db))
         service_env = python_env(DATABASE_URL=to_url(service_db), DB_POOL_MAX_SIZE="16")
         extra: dict[str, object] = {"durability": "sync", "if_not_exists": "create"}
-        results = measure([
+        results, rates = measure([
             Server("service (postgres)", [sys.executable, "-m", "service"], service_env, extra),
             Server("service (memory)", [sys.executable, "-m", "service"], python_env(CHECKPOINTER="memory"), extra),
             Server("reference (tutorial)", [sys.executable, str(ROOT / "bench" / "reference_app.py")],
@@ -182,8 +197,8 @@ def main() -> int:
         server.close()
 
     pg, mem, ref = results
-    print(f"\nruns/wait, {args.rounds} interleaved rounds of {args.runs} runs per server at concurrency "
-          f"{args.concurrency}, a fresh thread each; runs/s is the median round "
+    print(f"\nruns/wait, {args.phases} phases of fresh processes x {args.rounds} interleaved rounds of {args.runs} "
+          f"runs per server at concurrency {args.concurrency}, a fresh thread each; runs/s is the median round "
           f"(PostgreSQL {server_version_label()})\n")
     header = f"{'server':<22} {'runs/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'failed':>6} {'vs memory':>9} {'vs ref':>7}"
     print(header)
@@ -191,7 +206,11 @@ def main() -> int:
     for r in results:
         print(f"{r.name:<22} {r.rate:>8.1f} {r.pct(0.5):>8.1f} {r.pct(0.99):>8.1f} {r.failed:>6} "
               f"{r.rate / mem.rate:>8.2f}x {r.rate / ref.rate:>6.2f}x")
-    print(f"\nservice RSS (postgres): idle {pg.rss_idle:.0f} MiB, after the run {pg.rss_after:.0f} MiB")
+    ratios = [a / b for a, b in zip(rates[pg.name], rates[mem.name], strict=True)]
+    print(f"\nper-round postgres/memory: {', '.join(f'{r:.2f}' for r in ratios)} "
+          f"(median {statistics.median(ratios):.2f})")
+    print(f"service RSS (postgres): idle {pg.rss_idle:.0f} MiB, after the run {pg.rss_after:.0f} MiB "
+          "(largest of the phases)")
     print(f"mean latency postgres {statistics.mean(pg.latencies) * 1000:.1f} ms")
     targets = {
         "postgres >= 0.5x memory": pg.rate >= 0.5 * mem.rate,
