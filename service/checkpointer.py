@@ -42,6 +42,8 @@ from psycopg.rows import DictRow, dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
+from service.pool import commit_if_open
+
 # The stock saver writes a checkpoint as one statement per blob plus one for the checkpoint row,
 # and pending writes as one statement per write. These do the same in one statement each (the
 # same rows, the same ON CONFLICT rules): fewer round trips and much less client CPU per step.
@@ -83,8 +85,8 @@ def writes_sql(writes: int, upsert: bool) -> str:
 class _PooledCursor:
     """``async with saver._cursor() as cur`` over a pool: a binary dict-row cursor on a pooled connection.
 
-    The pool's connections are in autocommit mode, so there is nothing to commit on the way out;
-    ``putconn`` rolls back whatever a failed call left open.
+    Like service.pool.Checkout (and any pool's ``connection()``), it commits an open transaction
+    on success (a pool not in autocommit mode) and lets ``putconn`` roll back after an error.
     """
 
     __slots__ = ("_conn", "_cur", "_pool")
@@ -99,10 +101,11 @@ class _PooledCursor:
         self._cur = self._conn.cursor(binary=True, row_factory=dict_row)
         return self._cur
 
-    async def __aexit__(self, *exc_info: object) -> None:
+    async def __aexit__(self, exc_type: type[BaseException] | None, *exc_info: object) -> None:
         try:
             if self._cur is not None:
                 await self._cur.close()
+            await commit_if_open(self._conn, exc_type)
         finally:
             await self._pool.putconn(self._conn)
 

@@ -19,9 +19,9 @@ from service.graphs.support import graph as support
 QUESTION = {"messages": [{"role": "user", "content": "Will my investment returns be guaranteed?"}]}
 
 
-def open_pool(conninfo: str, max_size: int = 4) -> AsyncConnectionPool[Any]:
+def open_pool(conninfo: str, max_size: int = 4, autocommit: bool = True) -> AsyncConnectionPool[Any]:
     return AsyncConnectionPool(conninfo, min_size=1, max_size=max_size, open=False,
-                               kwargs={"autocommit": True, "row_factory": dict_row, "prepare_threshold": 0})
+                               kwargs={"autocommit": autocommit, "row_factory": dict_row, "prepare_threshold": 0})
 
 
 @asynccontextmanager
@@ -58,6 +58,23 @@ class TestCompatibility:
                     assert (await w.aget_state(config)).values["messages"][-1].content == "ok by compliance"  # type: ignore[arg-type]
             finally:
                 await pool.close()
+
+        asyncio.run(scenario())
+
+    def test_should_commit_its_writes_over_a_pool_not_in_autocommit_mode(self, migrated_db: str) -> None:
+        async def scenario() -> None:
+            pool = open_pool(migrated_db, autocommit=False)
+            await pool.open()
+            try:
+                config = {"configurable": {"thread_id": "not-autocommit"}}
+                await support.copy(update={"checkpointer": PooledPostgresSaver(pool)}).ainvoke(
+                    QUESTION, config)  # type: ignore[arg-type]
+            finally:
+                await pool.close()
+            async with stock_saver(migrated_db) as stock:
+                state = await support.copy(update={"checkpointer": stock}).aget_state(config)  # type: ignore[arg-type]
+            assert state.next == ("human_approval",)
+            assert state.values["messages"][0].content == QUESTION["messages"][0]["content"]
 
         asyncio.run(scenario())
 

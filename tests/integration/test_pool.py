@@ -16,10 +16,11 @@ from psycopg_pool import PoolTimeout
 from service.pool import Pool
 
 
-def run(conninfo: str, scenario: Callable[[Pool], Awaitable[Any]], max_size: int = 2, timeout: float = 5) -> Any:
+def run(conninfo: str, scenario: Callable[[Pool], Awaitable[Any]], max_size: int = 2, timeout: float = 5,
+        autocommit: bool = True) -> Any:
     async def main() -> Any:
         pool = Pool(conninfo, min_size=max_size, max_size=max_size, timeout=timeout, open=False,
-                    kwargs={"autocommit": True, "row_factory": dict_row})
+                    kwargs={"autocommit": autocommit, "row_factory": dict_row})
         await pool.open(wait=True)
         try:
             return await scenario(pool)
@@ -101,13 +102,19 @@ class TestQueue:
 
 
 class TestCheckout:
-    def test_should_roll_back_a_transaction_left_open(self, fresh_db: str) -> None:
-        async def scenario(pool: Pool) -> tuple[Any, Any]:
+    def test_should_roll_back_a_transaction_an_error_left_open(self, fresh_db: str) -> None:
+        async def fail_in_transaction(pool: Pool) -> None:
             async with pool.connection() as conn:
-                await conn.execute("CREATE TABLE t (x int)")
                 await conn.execute("BEGIN")
                 await conn.execute("INSERT INTO t VALUES (1)")
                 assert conn.info.transaction_status == TransactionStatus.INTRANS
+                raise ZeroDivisionError
+
+        async def scenario(pool: Pool) -> tuple[Any, Any]:
+            async with pool.connection() as conn:
+                await conn.execute("CREATE TABLE t (x int)")
+            with pytest.raises(ZeroDivisionError):
+                await fail_in_transaction(pool)
             async with pool.connection() as conn, pool.connection() as other:
                 statuses = conn.info.transaction_status, other.info.transaction_status
                 rows = await (await conn.execute("SELECT count(*) AS n FROM t")).fetchone()
@@ -128,3 +135,23 @@ class TestCheckout:
             return pool.get_stats()["requests_waiting"]
 
         assert run(fresh_db, scenario) == 0
+
+    def test_should_commit_like_a_connection_context_when_not_in_autocommit_mode(self, fresh_db: str) -> None:
+        with psycopg.connect(fresh_db, autocommit=True) as conn:
+            conn.execute("CREATE TABLE t (x int)")
+
+        async def fail_midway(pool: Pool) -> None:
+            async with pool.connection() as conn:
+                await conn.execute("INSERT INTO t VALUES (2)")
+                raise ZeroDivisionError
+
+        async def scenario(pool: Pool) -> None:
+            async with pool.connection() as conn:
+                await conn.execute("INSERT INTO t VALUES (1)")
+            with pytest.raises(ZeroDivisionError):
+                await fail_midway(pool)
+
+        run(fresh_db, scenario, autocommit=False)
+        with psycopg.connect(fresh_db) as conn:
+            assert conn.execute("SELECT array_agg(x) FROM t").fetchone() == ([1],)
+
