@@ -35,7 +35,7 @@ from service.graphs import GraphEntry, load_graphs
 from service.logging import get_logger
 from service.middleware import RequestLogMiddleware
 from service.pool import Pool
-from service.runs import RunManager
+from service.runs.execution import RunManager
 from service.settings import Settings
 from service.threads import MemoryThreadStore, PostgresThreadStore, ThreadStore
 

@@ -13,7 +13,7 @@ from litestar.response import Stream
 
 from service.app_types import ResourcesT
 from service.errors import Unavailable
-from service.runs import ActiveRun, RunCreate
+from service.runs.execution import ActiveRun, RunCreate
 
 
 def _location(active: ActiveRun) -> dict[str, str]:

@@ -1,0 +1,1 @@
+"""Runs: execution, and the crons and webhooks around them."""
