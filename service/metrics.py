@@ -44,6 +44,18 @@ THREAD_LOCK_WAIT = Histogram(
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
 
+# -- crons (fed by service/runs/crons.py) ------------------------------------------------------------
+CRON_OUTCOMES = ("fired", "error", "expired")
+CRON_FIRINGS = Counter(
+    "langgraph_cron_firings",
+    "Cron firings claimed by this pod: fired (a run was created), error (the run could not be created and the "
+    "firing was skipped), expired (past the cron's end_time).", ["outcome"],
+)
+CRON_FIRING_DELAY = Histogram(
+    "langgraph_cron_firing_delay_seconds", "Time from a firing's scheduled date to the run's creation.",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600),
+)
+
 # -- checkpointer (fed by service/instrumentation.py) ------------------------------------------------
 CHECKPOINT_DURATION = Histogram(
     "langgraph_checkpoint_operation_duration_seconds",
@@ -126,6 +138,8 @@ def precreate(graph_ids: Iterable[str]) -> None:
             CHECKPOINT_ERRORS.labels(operation, error)
     for state in POOL_STATES:
         POOL_CONNECTIONS.labels(state)
+    for outcome in CRON_OUTCOMES:
+        CRON_FIRINGS.labels(outcome)
 
 
 def set_build_info(app_version: str) -> None:
