@@ -56,6 +56,14 @@ CRON_FIRING_DELAY = Histogram(
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600),
 )
 
+# -- webhooks (fed by service/runs/webhooks.py) -------------------------------------------------------
+WEBHOOK_OUTCOMES = ("delivered", "failed", "refused")
+WEBHOOKS = Counter(
+    "langgraph_webhooks",
+    "Run webhooks by outcome: delivered (a 2xx), failed (every attempt failed), refused (the host resolves to an "
+    "address the SSRF policy refuses).", ["outcome"],
+)
+
 # -- checkpointer (fed by service/instrumentation.py) ------------------------------------------------
 CHECKPOINT_DURATION = Histogram(
     "langgraph_checkpoint_operation_duration_seconds",
@@ -140,6 +148,8 @@ def precreate(graph_ids: Iterable[str]) -> None:
         POOL_CONNECTIONS.labels(state)
     for outcome in CRON_OUTCOMES:
         CRON_FIRINGS.labels(outcome)
+    for outcome in WEBHOOK_OUTCOMES:
+        WEBHOOKS.labels(outcome)
 
 
 def set_build_info(app_version: str) -> None:

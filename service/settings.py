@@ -174,6 +174,42 @@ class ServerSettings:
         )
 
 
+@dataclass(frozen=True)
+class WebhookSettings:
+    """Run webhooks: which addresses they may reach, and how hard delivery tries (service/runs/webhooks.py)."""
+
+    allow_link_local: bool = False
+    allow_loopback: bool = False
+    timeout: float = 10.0
+    attempts: int = 3
+    backoff: float = 1.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> WebhookSettings:
+        env = os.environ if env is None else env
+        return cls(
+            allow_link_local=env_bool(env, "WEBHOOK_ALLOW_LINK_LOCAL", cls.allow_link_local),
+            allow_loopback=env_bool(env, "WEBHOOK_ALLOW_LOOPBACK", cls.allow_loopback),
+            timeout=env_float(env, "WEBHOOK_TIMEOUT", cls.timeout, minimum=0.1),
+            attempts=env_int(env, "WEBHOOK_ATTEMPTS", cls.attempts, minimum=1),
+            backoff=env_float(env, "WEBHOOK_BACKOFF", cls.backoff, minimum=0),
+        )
+
+
+@dataclass(frozen=True)
+class CronSettings:
+    """The cron scheduler every pod runs (service/runs/crons.py)."""
+
+    enabled: bool = True
+    max_sleep: float = 5.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> CronSettings:
+        env = os.environ if env is None else env
+        return cls(enabled=env_bool(env, "CRON_SCHEDULER", cls.enabled),
+                   max_sleep=env_float(env, "CRON_MAX_SLEEP", cls.max_sleep, minimum=0.05))
+
+
 DEFAULT_GRAPHS = {"support": "service.graphs.support:graph"}
 
 
@@ -207,6 +243,8 @@ class Settings:
     log_level: str = "INFO"
     # METRICS_ENABLED=false: no per-request or per-database-call instrumentation (for measuring its cost).
     metrics_enabled: bool = True
+    webhooks: WebhookSettings = WebhookSettings()
+    crons: CronSettings = CronSettings()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -223,4 +261,5 @@ class Settings:
         database = DatabaseSettings.from_env(env) if checkpointer == "postgres" else None
         return cls(database=database, pool=pool, server=server, graphs=graphs,
                    checkpointer=checkpointer, log_level=level,
-                   metrics_enabled=env_bool(env, "METRICS_ENABLED", True))
+                   metrics_enabled=env_bool(env, "METRICS_ENABLED", True),
+                   webhooks=WebhookSettings.from_env(env), crons=CronSettings.from_env(env))
