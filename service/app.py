@@ -27,7 +27,7 @@ from litestar.plugins.prometheus import PrometheusConfig
 from psycopg_pool import AsyncConnectionPool
 
 from service import db, instrumentation, metrics, schema
-from service.api import assistants, meta, runs, threads
+from service.api import assistants, crons, meta, runs, threads
 from service.auth import api_key_guard
 from service.checkpointer import PooledPostgresSaver
 from service.errors import EXCEPTION_HANDLERS
@@ -35,7 +35,9 @@ from service.graphs import GraphEntry, load_graphs
 from service.logging import get_logger
 from service.middleware import RequestLogMiddleware
 from service.pool import Pool
+from service.runs.crons import CronStore
 from service.runs.execution import RunManager
+from service.runs.webhooks import WebhookSender
 from service.settings import Settings
 from service.threads import MemoryThreadStore, PostgresThreadStore, ThreadStore
 
@@ -100,6 +102,9 @@ class Resources:
     graphs: dict[str, GraphEntry]
     runs: RunManager
     readiness: Readiness
+    # None with CHECKPOINTER=memory (crons live in PostgreSQL).
+    crons: CronStore | None = None
+    webhooks: WebhookSender | None = None
 
 
 @asynccontextmanager
@@ -151,8 +156,9 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
         metrics.READY.set(1)
     run_manager = RunManager(thread_store, graphs, lease=settings.server.run_lease_seconds,
                              queue_timeout=settings.server.run_queue_timeout)
+    webhooks = WebhookSender(settings.webhooks)
     resources = Resources(settings, pool, checkpointer, store, thread_store, graphs, run_manager,
-                          Readiness(pool))
+                          Readiness(pool), crons=CronStore(pool) if pool is not None else None, webhooks=webhooks)
     try:
         async with (instrumentation.pool_gauges(pool) if pool is not None and settings.metrics_enabled
                     else contextlib.nullcontext()):
@@ -162,6 +168,7 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
         left = await run_manager.drain(settings.server.drain_timeout)
         if left:
             log.warning("drain_timeout", runs_still_running=left)
+        await webhooks.close(timeout=settings.webhooks.timeout)
         if pool is not None:
             await pool.close()
             log.info("database_pool_closed")
@@ -190,7 +197,7 @@ def create_app(settings: Settings) -> Litestar:
 
     prometheus = PrometheusConfig(app_name="langgraph-pg", prefix="litestar", group_path=True,
                                   exclude=["/metrics", "/ok", "/ready"])
-    handlers: list[Any] = [*meta.ROUTES, *assistants.ROUTES, *threads.ROUTES, *runs.ROUTES]
+    handlers: list[Any] = [*meta.ROUTES, *assistants.ROUTES, *threads.ROUTES, *runs.ROUTES, *crons.ROUTES]
     config = AppConfig(
         route_handlers=handlers,
         dependencies={"resources": Provide(provide_resources, sync_to_thread=False)},
