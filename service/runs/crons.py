@@ -278,8 +278,9 @@ class CronStore:
 
     async def patch(self, cron_id: str, changes: dict[str, Any], payload_changes: dict[str, Any]) -> dict[str, Any]:
         """Apply ``changes`` (schedule, timezone, end_time, enabled, on_run_completed, metadata) and
-        ``payload_changes`` (run fields, merged into the payload); the next firing is recomputed from
-        now when the schedule, time zone, end time or enabled flag is given."""
+        ``payload_changes`` (run fields, merged into the payload). The next firing is recomputed from
+        now when the schedule, time zone or enabled flag is given; a new end time only cuts it off
+        (or, for a cron that had ended, schedules the next one from now)."""
         key = parse_cron_id(cron_id)
         async with self.pool.connection() as conn, conn.transaction():
             cur = conn.cursor(row_factory=dict_row)
@@ -295,10 +296,17 @@ class CronStore:
             payload = {**row["payload"], **payload_changes}
             if "metadata" in changes:
                 payload["metadata"] = metadata
-            if {"schedule", "timezone", "end_time", "enabled"} & changes.keys():
+            now = dt.datetime.now(dt.UTC)
+            if {"schedule", "timezone", "enabled"} & changes.keys():
                 check_schedule(new["schedule"], new["timezone"])
-                new["next_run_date"] = first_run_date(new["schedule"], new["timezone"], new["end_time"],
-                                                      dt.datetime.now(dt.UTC))
+                new["next_run_date"] = first_run_date(new["schedule"], new["timezone"], new["end_time"], now)
+            elif "end_time" in changes:
+                # The next firing stays where it is, unless the new end time comes before it (none) or
+                # lets a cron that had ended fire again (the next one from now).
+                if new["next_run_date"] is None:
+                    new["next_run_date"] = first_run_date(new["schedule"], new["timezone"], new["end_time"], now)
+                elif new["end_time"] is not None and new["next_run_date"] > new["end_time"]:
+                    new["next_run_date"] = None
             await cur.execute(UPDATE_SQL, {**new, "cron_id": key, "payload": Jsonb(payload),
                                            "metadata": Jsonb(metadata)})
             updated = await cur.fetchone()

@@ -97,6 +97,8 @@ def test_should_create_get_search_count_patch_and_delete_crons(migrated_db: str)
         nxt = dt.datetime.fromisoformat(patched["next_run_date"])
         assert nxt.second % 10 == 0 and nxt - dt.datetime.now(dt.UTC) <= dt.timedelta(seconds=11)
 
+        later = dt.datetime.now(dt.UTC) + dt.timedelta(days=1)
+        assert (await s.patch(b["cron_id"], {"end_time": later}, {}))["next_run_date"] == patched["next_run_date"]
         past = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
         ended = await s.patch(a["cron_id"], {"end_time": past}, {})
         assert ended["next_run_date"] is None and ended["end_time"] is not None
