@@ -288,3 +288,32 @@ def test_should_fire_a_per_minute_cron_five_times_in_five_minutes_with_three_sch
     fired, slots = fire_with(migrated_db, "* * * * *", 5, *[[]] * 3)
     assert len(slots) == 5
     assert [f["slot"] for f in fired] == slots, fired
+
+
+@pytest.mark.parametrize(("max_sleep", "idle"), [("1", True), ("0.02", False)])
+def test_should_issue_few_statements_when_idle(migrated_db: str, max_sleep: str, idle: bool) -> None:
+    """An idle scheduler (one far-off cron) looks once per max sleep: a few statements a second at most.
+
+    Counted by PostgreSQL (transactions of the database, from pg_stat_database) over a window of the
+    scheduler's own sleeps; a scheduler that polled busily would show hundreds.
+    """
+    store(migrated_db, lambda s: s.create(spec("0 0 1 1 *")))
+    name = psycopg.conninfo.conninfo_to_dict(migrated_db)["dbname"]
+
+    def transactions() -> int:
+        with psycopg.connect(migrated_db) as conn:
+            conn.execute("SELECT pg_stat_clear_snapshot()")
+            row = conn.execute("SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = %s",
+                               (name,)).fetchone()
+        assert row is not None
+        return int(row[0])
+
+    with workers(migrated_db) as w:
+        w.start("idle", "--max-sleep", max_sleep)
+        before, started = transactions(), time.monotonic()
+        time.sleep(6)  # the measurement window (six of the scheduler's sleeps), not a wait for an event
+        after, elapsed = transactions(), time.monotonic() - started
+    # Our own two measurements count too (connect + query each).
+    rate = (after - before) / elapsed
+    # The second case is the check of the check: a scheduler that looks every 20 ms is caught.
+    assert (rate <= 3) is idle, f"{after - before} transactions in {elapsed:.1f}s"
