@@ -17,7 +17,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ from service.errors import NotFound, Unprocessable
 from service.pool import Pool
 from service.runs.crons import CronFilters, CronSpec, CronStore
 from tests.support.cron_worker import FIRED_SLOTS_SQL, prepare
+from tests.support.pgbouncer import pgbouncer
 from tests.support.race import ROOT, python_env
 
 DEADLINE = 120.0
@@ -128,7 +129,7 @@ def test_should_create_get_search_count_patch_and_delete_crons(migrated_db: str)
 
 class Workers:
     def __init__(self, conninfo: str) -> None:
-        self.conninfo = conninfo
+        self.conninfo = conninfo  # the workers' (perhaps through PgBouncer)
         self.procs: list[tuple[subprocess.Popen[bytes], Path]] = []
         self.dir = Path(tempfile.mkdtemp(prefix="cron-workers-"))
 
@@ -186,12 +187,13 @@ def expected_slots(schedule: str, first: dt.datetime, end: dt.datetime) -> list[
     return slots
 
 
-def fire_with(conninfo: str, schedule: str, firings: int, *worker_args: list[str]) -> tuple[list[Any], list[Any]]:
+def fire_with(conninfo: str, schedule: str, firings: int, *worker_args: list[str],
+              worker_conninfo: str | None = None) -> tuple[list[Any], list[Any]]:
     """Start the workers, then a cron of ``schedule`` whose end_time is its ``firings``-th slot; wait until
     the last slot is gone (next_run_date NULL). Return (fired rows with their slots, the slots due)."""
     with psycopg.connect(conninfo, autocommit=True) as conn:
         prepare(conn)
-    with workers(conninfo) as w:
+    with workers(worker_conninfo or conninfo) as w:
         for i, args in enumerate(worker_args):
             w.start(f"w{i}", *args)
         cron = store(conninfo, lambda s: s.create(spec(schedule)))
@@ -211,8 +213,14 @@ def fire_with(conninfo: str, schedule: str, firings: int, *worker_args: list[str
         return fired_slots(conninfo, cron["cron_id"]), slots
 
 
-def test_should_fire_each_slot_exactly_once_with_three_schedulers(migrated_db: str) -> None:
-    fired, slots = fire_with(migrated_db, "* * * * * */2", 5, *[["--max-sleep", "1"]] * 3)
+@pytest.mark.parametrize("route", ["direct", "pgbouncer"])
+def test_should_fire_each_slot_exactly_once_with_three_schedulers(migrated_db: str, route: str) -> None:
+    with ExitStack() as stack:
+        args, via = ["--max-sleep", "1"], None
+        if route == "pgbouncer":
+            via = stack.enter_context(pgbouncer(migrated_db))
+            args.append("--pgbouncer")
+        fired, slots = fire_with(migrated_db, "* * * * * */2", 5, *[args] * 3, worker_conninfo=via)
     assert len(slots) == 5
     assert [f["slot"] for f in fired] == slots, fired
     with psycopg.connect(migrated_db) as conn:

@@ -8,6 +8,7 @@ of :func:`prepare` logs each change of ``crons.next_run_date`` with its transact
 due cron, create the run, then move ``next_run_date`` unconditionally. The race tests show that it
 fires a slot more than once where the real scheduler never does.
 ``--slow-submit SECONDS`` makes Submit sleep inside the transaction (a pod that dies mid-firing).
+``--pgbouncer``: the connection string goes through PgBouncer in transaction mode.
 """
 
 from __future__ import annotations
@@ -96,8 +97,8 @@ class NaiveScheduler(CronScheduler):
         return True
 
 
-async def main(conninfo: str, naive: bool, slow: float, max_sleep: float) -> None:
-    pool = Pool(conninfo, min_size=1, max_size=4, kwargs=db.pool_kwargs(pgbouncer=False), open=False)
+async def main(conninfo: str, naive: bool, slow: float, max_sleep: float, pgbouncer: bool) -> None:
+    pool = Pool(conninfo, min_size=1, max_size=4, kwargs=db.pool_kwargs(pgbouncer=pgbouncer), open=False)
     await pool.open(wait=True, timeout=30)
     cls = NaiveScheduler if naive else CronScheduler
     scheduler = cls(pool, make_submit(slow), max_sleep=max_sleep)
@@ -116,5 +117,6 @@ if __name__ == "__main__":
     parser.add_argument("--naive", action="store_true")
     parser.add_argument("--slow-submit", type=float, default=0.0)
     parser.add_argument("--max-sleep", type=float, default=5.0)
+    parser.add_argument("--pgbouncer", action="store_true", help="the conninfo goes through PgBouncer")
     args = parser.parse_args()
-    asyncio.run(main(args.conninfo, args.naive, args.slow_submit, args.max_sleep))
+    asyncio.run(main(args.conninfo, args.naive, args.slow_submit, args.max_sleep, args.pgbouncer))
