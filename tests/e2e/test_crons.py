@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import datetime as dt
+import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
+import psycopg
 import pytest
 from langgraph_sdk import get_sync_client
 from langgraph_sdk.client import SyncLangGraphClient
 from langgraph_sdk.errors import NotFoundError, UnprocessableEntityError
 
+from service.db import to_url
 from tests.support.pg import ADMIN_PASSWORD
+from tests.support.race import ROOT, python_env
 from tests.support.service import ServiceProcess
 
 
@@ -120,3 +125,18 @@ def test_should_answer_unknown_and_malformed_cron_ids(pod: ServiceProcess, clien
     with pytest.raises(UnprocessableEntityError):
         client.crons.update(cron["cron_id"], schedule="0 0 30 2 *")  # names no day
     assert ADMIN_PASSWORD not in pod.logs() and "Traceback" not in pod.logs()
+
+
+def test_should_not_prune_a_thread_that_has_a_cron(migrated_db: str, client: SyncLangGraphClient) -> None:
+    with_cron, without = (client.threads.create()["thread_id"] for _ in range(2))
+    client.crons.create_for_thread(with_cron, assistant(client), schedule="0 0 1 1 *")
+    with psycopg.connect(migrated_db, autocommit=True) as conn:
+        conn.execute("UPDATE threads SET updated_at = now() - interval '40 days'")
+    result = subprocess.run([sys.executable, "-m", "service.prune", "--older-than-days", "30"], cwd=ROOT,
+                            env=python_env(DATABASE_URL=to_url(migrated_db)), capture_output=True, text=True,
+                            timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    assert client.threads.get(with_cron)["thread_id"] == with_cron
+    assert client.crons.count(thread_id=with_cron) == 1
+    with pytest.raises(NotFoundError):
+        client.threads.get(without)
