@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import psycopg
 from croniter import CroniterBadCronError, CroniterBadDateError, croniter
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
@@ -32,6 +33,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from service import metrics
+from service.db import first_line as db_first_line
 from service.errors import UNAVAILABLE_ERRORS, NotFound, Unprocessable
 from service.logging import get_logger
 
@@ -360,14 +362,23 @@ class CronScheduler:
 
     async def run(self) -> None:
         log.info("cron_scheduler_started", max_sleep=self.max_sleep)
+        waiting_for_schema = False
         while not self._stopping:
             try:
                 delay = await self.tick()
+                waiting_for_schema = False
             except asyncio.CancelledError:
                 raise
+            except (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn):
+                # Not migrated yet (the pod is not ready either): said once, not every look.
+                if not waiting_for_schema:
+                    log.info("cron_scheduler_waiting_for_schema")
+                waiting_for_schema = True
+                delay = self.max_sleep
             except Exception as exc:
                 kind = metrics.record_database_error(exc)
-                log.warning("cron_scheduler_failed", error_type=type(exc).__name__, kind=kind)
+                log.warning("cron_scheduler_failed", error_type=type(exc).__name__, kind=kind,
+                            error=db_first_line(exc)[:200])
                 delay = self.max_sleep
             if delay <= 0:
                 continue

@@ -325,3 +325,20 @@ def test_should_issue_few_statements_when_idle(migrated_db: str, max_sleep: str,
     rate = (after - before) / elapsed
     # The second case is the check of the check: a scheduler that looks every 20 ms is caught.
     assert (rate <= 3) is idle, f"{after - before} transactions in {elapsed:.1f}s"
+
+
+def test_should_wait_quietly_for_the_schema_then_fire(fresh_db: str) -> None:
+    """A pod started before the migration: one log line, no errors, and it fires once migrated."""
+    from migrate.runner import Options, run
+
+    with workers(fresh_db) as w:
+        w.start("early", "--max-sleep", "0.2")
+        wait_until(lambda: "cron_scheduler_waiting_for_schema" in w.logs(), "the scheduler to notice")
+        run(Options(conninfo=fresh_db))
+        with psycopg.connect(fresh_db, autocommit=True) as conn:
+            prepare(conn)
+        cron = store(fresh_db, lambda s: s.create(spec("* * * * * */2")))
+        wait_until(lambda: fired_slots(fresh_db, cron["cron_id"]), "a firing")
+        logs = w.logs()
+    assert logs.count("cron_scheduler_waiting_for_schema") == 1, logs
+    assert "cron_scheduler_failed" not in logs and "Traceback" not in logs
