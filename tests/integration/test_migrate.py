@@ -239,7 +239,7 @@ class TestDdlLockTimeout:
 
         assert result.returncode == 0, result
         finished = summary(result)
-        assert finished["steps_applied"] == ["app:v1", "app:v2", "app:v3", "app:v4"]
+        assert finished["steps_applied"] == [f"app:v{v}" for v in range(1, schema.required_versions()["app"] + 1)]
         assert finished["ddl_retries"] >= 1
         assert_current(fresh_db)
 
