@@ -364,6 +364,7 @@ class CronScheduler:
         log.info("cron_scheduler_started", max_sleep=self.max_sleep)
         waiting_for_schema = False
         while not self._stopping:
+            self._wake.clear()  # before the look: a wake-up during it is not lost
             try:
                 delay = await self.tick()
                 waiting_for_schema = False
@@ -382,7 +383,6 @@ class CronScheduler:
                 delay = self.max_sleep
             if delay <= 0:
                 continue
-            self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(delay):
                     await self._wake.wait()
