@@ -344,6 +344,7 @@ class CronScheduler:
         self._wake = asyncio.Event()
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
+        self.looks = 0  # completed looks at the table (how a test knows the scheduler went to sleep)
 
     def wake(self) -> None:
         """Look again now (a cron was created or patched on this pod)."""
@@ -393,6 +394,7 @@ class CronScheduler:
             cur = conn.cursor(row_factory=dict_row)
             await cur.execute(EARLIEST_SQL, {"limit": self.batch + 1})
             rows = await cur.fetchall()
+        self.looks += 1
         fired_any = False
         for row in rows:
             if row["next_run_date"] > row["now"]:

@@ -342,3 +342,35 @@ def test_should_wait_quietly_for_the_schema_then_fire(fresh_db: str) -> None:
         logs = w.logs()
     assert logs.count("cron_scheduler_waiting_for_schema") == 1, logs
     assert "cron_scheduler_failed" not in logs and "Traceback" not in logs
+
+
+def test_should_wake_the_scheduler_when_a_cron_is_created(migrated_db: str) -> None:
+    """A scheduler that would sleep an hour fires a new cron's first slot: creating it woke the scheduler."""
+    from service.runs.crons import CronScheduler
+    from tests.support.cron_worker import make_submit
+
+    with psycopg.connect(migrated_db, autocommit=True) as conn:
+        prepare(conn)
+
+    async def scenario() -> list[Any]:
+        pool = Pool(migrated_db, min_size=1, max_size=4, kwargs=db.pool_kwargs(pgbouncer=False), open=False)
+        await pool.open(wait=True)
+        scheduler = CronScheduler(pool, make_submit(0), max_sleep=3600)
+        crons = CronStore(pool, on_change=scheduler.wake)
+        scheduler.start()
+        try:
+            while scheduler.looks == 0:  # it looked at the (empty) table and is going to sleep for an hour
+                await asyncio.sleep(0.01)
+            cron = await crons.create(spec("* * * * * */2"))
+            deadline = time.monotonic() + DEADLINE
+            while time.monotonic() < deadline:
+                rows = await asyncio.to_thread(fired_slots, migrated_db, cron["cron_id"])
+                if rows:
+                    return rows
+                await asyncio.sleep(0.05)
+            raise AssertionError("the new cron never fired")
+        finally:
+            await scheduler.stop()
+            await pool.close()
+
+    assert len(asyncio.run(scenario())) >= 1
