@@ -218,6 +218,11 @@ class WebhookSender:
         task.add_done_callback(self.pending.discard)
         return task
 
+    async def deliver(self, url: str, payload: dict[str, Any]) -> None:
+        """``post`` for a caller that keeps its own background task (the run manager's webhook hook)."""
+        run_id = payload.get("run_id")
+        await self.post(url, payload, run_id=str(run_id) if run_id is not None else None)
+
     async def post(self, url: str, payload: dict[str, Any], *, run_id: str | None = None) -> bool:
         """Deliver with the bounded retry; True when the receiver answered 2xx. Logs the host, never the URL."""
         host = urlsplit(url).hostname or ""
