@@ -225,8 +225,13 @@ class WebhookSender:
 
     async def post(self, url: str, payload: dict[str, Any], *, run_id: str | None = None) -> bool:
         """Deliver with the bounded retry; True when the receiver answered 2xx. Logs the host, never the URL."""
-        host = urlsplit(url).hostname or ""
-        body = _encode(payload)
+        try:
+            host = urlsplit(url).hostname or ""
+            body = _encode(payload)
+        except (ValueError, TypeError) as exc:
+            metrics.WEBHOOKS.labels("failed").inc()
+            log.warning("webhook_failed", run_id=run_id, reason=type(exc).__name__)
+            return False
         for attempt in range(1, self.policy.attempts + 1):
             outcome: str
             try:
@@ -247,6 +252,9 @@ class WebhookSender:
                 outcome = "timeout"
             except httpx.HTTPError as exc:
                 outcome = type(exc).__name__
+            except (ValueError, TypeError, OSError) as exc:  # e.g. a URL httpx cannot send: no retry helps
+                outcome = type(exc).__name__
+                break
             log.info("webhook_attempt_failed", host=host, run_id=run_id, attempt=attempt, outcome=outcome)
             if attempt < self.policy.attempts:
                 await asyncio.sleep(self.policy.backoff * 2 ** (attempt - 1))
