@@ -140,3 +140,18 @@ def test_should_not_prune_a_thread_that_has_a_cron(migrated_db: str, client: Syn
     assert client.crons.count(thread_id=with_cron) == 1
     with pytest.raises(NotFoundError):
         client.threads.get(without)
+
+
+def test_should_serve_every_cron_operation_of_the_js_client(pod: ServiceProcess, client: SyncLangGraphClient) -> None:
+    from tests.support.jsclient import run_js
+
+    out = run_js("crons.mjs", pod.url, ASSISTANT_ID=assistant(client))
+    created, for_thread = out["created"], out["forThread"]
+    assert created["timezone"] == "Europe/Paris" and created["on_run_completed"] == "keep"
+    assert created["metadata"] == {"team": "js"} and created["end_time"] is not None
+    assert for_thread["thread_id"] == out["thread_id"] and for_thread["enabled"] is False
+    assert (out["count"], out["countForThread"], out["countAfterDelete"]) == (2, 1, 1)
+    assert [c["cron_id"] for c in out["search"]] == [created["cron_id"], for_thread["cron_id"]]
+    assert out["searchSelect"] == [{"cron_id": for_thread["cron_id"], "enabled": False}]
+    assert out["updated"]["schedule"] == "* * * * * */30" and out["updated"]["enabled"] is True
+    assert out["invalid"]["status"] == 422 and "schedule" in out["invalid"]["message"]
