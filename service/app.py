@@ -35,7 +35,11 @@ from service.graphs import GraphEntry, load_graphs
 from service.logging import get_logger
 from service.middleware import RequestLogMiddleware
 from service.pool import Pool
-from service.runs import RunManager
+from service.runs.events import EventLog
+from service.runs.local import LocalRunManager
+from service.runs.manager import QueueRunManager
+from service.runs.notify import Notifier
+from service.runs.queue import RunQueue
 from service.settings import Settings
 from service.threads import MemoryThreadStore, PostgresThreadStore, ThreadStore
 
@@ -98,7 +102,7 @@ class Resources:
     store: BaseStore
     threads: ThreadStore
     graphs: dict[str, GraphEntry]
-    runs: RunManager
+    runs: LocalRunManager | QueueRunManager
     readiness: Readiness
 
 
@@ -149,17 +153,27 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
     metrics.set_schema(None, schema.required_versions())
     if pool is None:
         metrics.READY.set(1)
-    run_manager = RunManager(thread_store, graphs, lease=settings.server.run_lease_seconds,
-                             queue_timeout=settings.server.run_queue_timeout)
+    server = settings.server
+    run_manager: LocalRunManager | QueueRunManager
+    if pool is None:
+        run_manager = LocalRunManager(thread_store, graphs, queue_timeout=server.run_queue_timeout)
+    else:
+        notifier = Notifier(settings.listen_conninfo, poll_interval=server.poll_interval,
+                            listen_poll_interval=server.listen_poll_interval)
+        run_manager = QueueRunManager(
+            RunQueue(pool, db.application_name("pod"), server.run_lease_seconds), EventLog(pool, notifier),
+            notifier, thread_store, graphs, slots=server.jobs_per_worker, lease=server.run_lease_seconds)
     resources = Resources(settings, pool, checkpointer, store, thread_store, graphs, run_manager,
                           Readiness(pool))
     try:
+        if isinstance(run_manager, QueueRunManager):
+            await run_manager.start()
         async with (instrumentation.pool_gauges(pool) if pool is not None and settings.metrics_enabled
                     else contextlib.nullcontext()):
             yield resources
     finally:
         resources.readiness.draining = True
-        left = await run_manager.drain(settings.server.drain_timeout)
+        left = await run_manager.drain(server.drain_timeout)
         if left:
             log.warning("drain_timeout", runs_still_running=left)
         if pool is not None:
