@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -35,9 +36,13 @@ from service.graphs import GraphEntry, load_graphs
 from service.logging import get_logger
 from service.middleware import RequestLogMiddleware
 from service.pool import Pool
-from service.runs.crons import CronStore
-from service.runs.execution import RunManager
-from service.runs.webhooks import WebhookSender
+from service.runs.crons import CronScheduler, CronStore
+from service.runs.events import EventLog
+from service.runs.local import LocalRunManager
+from service.runs.manager import QueueRunManager
+from service.runs.notify import Notifier
+from service.runs.queue import RunQueue
+from service.runs.webhooks import WebhookSender, validate_webhook
 from service.settings import Settings
 from service.threads import MemoryThreadStore, PostgresThreadStore, ThreadStore
 
@@ -100,7 +105,7 @@ class Resources:
     store: BaseStore
     threads: ThreadStore
     graphs: dict[str, GraphEntry]
-    runs: RunManager
+    runs: LocalRunManager | QueueRunManager
     readiness: Readiness
     # None with CHECKPOINTER=memory (crons live in PostgreSQL).
     crons: CronStore | None = None
@@ -154,18 +159,39 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
     metrics.set_schema(None, schema.required_versions())
     if pool is None:
         metrics.READY.set(1)
-    run_manager = RunManager(thread_store, graphs, lease=settings.server.run_lease_seconds,
-                             queue_timeout=settings.server.run_queue_timeout)
+    server = settings.server
     webhooks = WebhookSender(settings.webhooks)
+    run_manager: LocalRunManager | QueueRunManager
+    crons: CronStore | None = None
+    scheduler: CronScheduler | None = None
+    if pool is None:
+        run_manager = LocalRunManager(thread_store, graphs, queue_timeout=server.run_queue_timeout)
+    else:
+        notifier = Notifier(settings.listen_conninfo, poll_interval=server.poll_interval,
+                            listen_poll_interval=server.listen_poll_interval)
+        run_manager = QueueRunManager(
+            RunQueue(pool, db.application_name("pod"), server.run_lease_seconds), EventLog(pool, notifier),
+            notifier, thread_store, graphs, slots=server.jobs_per_worker, lease=server.run_lease_seconds,
+            webhook_check=functools.partial(validate_webhook, policy=settings.webhooks),
+            webhook_send=webhooks.deliver)
+        if settings.crons.enabled:
+            scheduler = CronScheduler(pool, run_manager.submit_in, max_sleep=settings.crons.max_sleep)
+        crons = CronStore(pool, on_change=scheduler.wake if scheduler is not None else None)
     resources = Resources(settings, pool, checkpointer, store, thread_store, graphs, run_manager,
-                          Readiness(pool), crons=CronStore(pool) if pool is not None else None, webhooks=webhooks)
+                          Readiness(pool), crons=crons, webhooks=webhooks)
     try:
+        if isinstance(run_manager, QueueRunManager):
+            await run_manager.start()
+        if scheduler is not None:
+            scheduler.start()
         async with (instrumentation.pool_gauges(pool) if pool is not None and settings.metrics_enabled
                     else contextlib.nullcontext()):
             yield resources
     finally:
         resources.readiness.draining = True
-        left = await run_manager.drain(settings.server.drain_timeout)
+        if scheduler is not None:
+            await scheduler.stop()  # no new firings; one in flight rolls back and another pod fires it
+        left = await run_manager.drain(server.drain_timeout)
         if left:
             log.warning("drain_timeout", runs_still_running=left)
         await webhooks.close(timeout=settings.webhooks.timeout)

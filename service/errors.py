@@ -57,6 +57,13 @@ class Conflict(ServiceError):
     title = "Conflict"
 
 
+class NotServed(ServiceError):
+    """An operation this configuration cannot serve (background runs with CHECKPOINTER=memory)."""
+
+    status = 501
+    title = "Not Implemented"
+
+
 class Unavailable(ServiceError):
     status = 503
     title = "Service Unavailable"

@@ -156,6 +156,13 @@ class ServerSettings:
     api_keys: tuple[str, ...] = ()
     run_lease_seconds: float = 30.0
     run_queue_timeout: float = 600.0
+    # Runs a pod's workers execute at once from the queue (N_JOBS_PER_WORKER, as the LangGraph Server).
+    jobs_per_worker: int = 10
+    # Keep-alives on SSE streams and long runs/wait or join responses, so idle timeouts do not cut them.
+    heartbeat_seconds: float = 5.0
+    # How often a pod looks at the queue by itself: without LISTEN, and with it (as a safety net).
+    poll_interval: float = 0.5
+    listen_poll_interval: float = 5.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> ServerSettings:
@@ -171,6 +178,10 @@ class ServerSettings:
             api_keys=keys,
             run_lease_seconds=env_float(env, "RUN_LEASE_SECONDS", cls.run_lease_seconds, minimum=1),
             run_queue_timeout=env_float(env, "RUN_QUEUE_TIMEOUT", cls.run_queue_timeout, minimum=1),
+            jobs_per_worker=env_int(env, "N_JOBS_PER_WORKER", cls.jobs_per_worker, minimum=1),
+            heartbeat_seconds=env_float(env, "STREAM_HEARTBEAT_SECONDS", cls.heartbeat_seconds, minimum=0.05),
+            poll_interval=env_float(env, "RUN_POLL_INTERVAL", cls.poll_interval, minimum=0.01),
+            listen_poll_interval=env_float(env, "RUN_LISTEN_POLL_INTERVAL", cls.listen_poll_interval, minimum=0.01),
         )
 
 
@@ -243,6 +254,8 @@ class Settings:
     log_level: str = "INFO"
     # METRICS_ENABLED=false: no per-request or per-database-call instrumentation (for measuring its cost).
     metrics_enabled: bool = True
+    # The connection for LISTEN (straight to PostgreSQL); None: poll (PgBouncer without DATABASE_LISTEN_URL).
+    listen_conninfo: str | None = None
     webhooks: WebhookSettings = WebhookSettings()
     crons: CronSettings = CronSettings()
 
@@ -259,7 +272,13 @@ class Settings:
         pool = PoolSettings.from_env(env)
         graphs = parse_graphs(env.get("GRAPHS"))
         database = DatabaseSettings.from_env(env) if checkpointer == "postgres" else None
+        listen: str | None = None
+        if database is not None:
+            if env.get("DATABASE_LISTEN_URL", "").strip():
+                listen = DatabaseSettings.from_env(env, names=("DATABASE_LISTEN_URL",)).conninfo
+            elif not pool.pgbouncer:
+                listen = database.conninfo
         return cls(database=database, pool=pool, server=server, graphs=graphs,
                    checkpointer=checkpointer, log_level=level,
-                   metrics_enabled=env_bool(env, "METRICS_ENABLED", True),
+                   metrics_enabled=env_bool(env, "METRICS_ENABLED", True), listen_conninfo=listen,
                    webhooks=WebhookSettings.from_env(env), crons=CronSettings.from_env(env))
