@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import msgspec
+from psycopg.types.json import Jsonb
 
 from service import metrics
 from service.errors import Conflict, NotFound, Unprocessable
@@ -31,6 +32,7 @@ from service.runs.queue import (
     CHANNEL_RUNS,
     FINAL,
     NOTIFY_RUNS_SQL,
+    TAG_THREAD_SQL,
     CancelAction,
     RunQueue,
     public_status,
@@ -165,6 +167,8 @@ class QueueRunManager:
             strategy=body.multitask_strategy, run_now=False, create=create, thread_metadata=thread_metadata,
             conn=conn)
         run_id = str(submitted.row["run_id"])
+        if create is None:
+            await conn.execute(TAG_THREAD_SQL, {"thread_id": thread_id, "thread_metadata": Jsonb(thread_metadata)})
         if body.multitask_strategy in ("interrupt", "rollback"):
             # The runs ahead on the thread, cancelled in the same transaction (their pods hear of it at commit).
             cur = await conn.execute(CANCEL_AHEAD_SQL, {"thread_id": thread_id, "run_id": run_id})

@@ -105,6 +105,11 @@ FROM created
 RETURNING {_RUN_COLUMNS}, FALSE AS busy, TRUE AS taken
 """
 
+# The graph of a run queued for later on an existing thread (SUBMIT_SQL records it only when it takes
+# the thread), so that the thread's state reads through that graph before the run starts.
+TAG_THREAD_SQL = "UPDATE threads SET metadata = metadata || %(thread_metadata)s " \
+                 "WHERE thread_id = %(thread_id)s AND NOT metadata @> %(thread_metadata)s"
+
 CREATE_THREAD_SQL = "INSERT INTO threads (thread_id, metadata) VALUES (%(thread_id)s, %(create_metadata)s::jsonb) " \
                     "ON CONFLICT DO NOTHING"
 
