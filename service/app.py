@@ -41,7 +41,7 @@ from service.runs.events import EventLog
 from service.runs.local import LocalRunManager
 from service.runs.manager import QueueRunManager
 from service.runs.notify import Notifier
-from service.runs.queue import RunQueue
+from service.runs.queue import CHANNEL_CRONS, RunQueue
 from service.runs.webhooks import WebhookSender, validate_webhook
 from service.settings import Settings
 from service.threads import MemoryThreadStore, PostgresThreadStore, ThreadStore
@@ -176,6 +176,8 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
             webhook_send=webhooks.deliver)
         if settings.crons.enabled:
             scheduler = CronScheduler(pool, run_manager.submit_in, max_sleep=settings.crons.max_sleep)
+            wake = scheduler.wake
+            notifier.on(CHANNEL_CRONS, lambda _payload: wake())
         crons = CronStore(pool, on_change=scheduler.wake if scheduler is not None else None)
     resources = Resources(settings, pool, checkpointer, store, thread_store, graphs, run_manager,
                           Readiness(pool), crons=crons, webhooks=webhooks)

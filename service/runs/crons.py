@@ -1,8 +1,9 @@
 """Crons: the ``crons`` table (create, get, search, count, patch, delete) and the scheduler that fires them.
 
 Every pod runs one :class:`CronScheduler`. It sleeps until the earliest ``next_run_date`` (at most
-``max_sleep`` seconds, woken early when this pod creates or patches a cron) and then fires what is
-due. A firing happens exactly once across all pods, also when pods die around it: one conditional
+``max_sleep`` seconds, woken early when any pod creates or patches a cron: a NOTIFY on
+``langgraph_crons`` with the change's commit, and this pod's own call where it cannot LISTEN) and
+then fires what is due. A firing happens exactly once across all pods, also when pods die around it: one conditional
 ``UPDATE`` claims it (``... SET next_run_date = <next> WHERE cron_id = $1 AND next_run_date = $old``)
 in the same transaction that creates the run through the injected ``Submit``. A pod that loses the
 race updates no row and creates no run; a pod that dies before its commit leaves both undone, and
@@ -36,6 +37,7 @@ from service import metrics
 from service.db import first_line as db_first_line
 from service.errors import UNAVAILABLE_ERRORS, NotFound, Unprocessable
 from service.logging import get_logger
+from service.runs.queue import CHANNEL_CRONS
 
 log = get_logger("service.crons")
 
@@ -119,6 +121,8 @@ RETURNING {_COLUMNS}
 GET_SQL = f"SELECT {_COLUMNS} FROM crons WHERE cron_id = %(cron_id)s"
 DELETE_SQL = "DELETE FROM crons WHERE cron_id = %(cron_id)s RETURNING cron_id"
 THREAD_EXISTS_SQL = "SELECT 1 FROM threads WHERE thread_id = %(thread_id)s"
+# Every pod's scheduler looks again when the transaction commits (a wake-up, never data).
+NOTIFY_CRONS_SQL = f"SELECT pg_notify('{CHANNEL_CRONS}', '')"
 # PATCH: every column is replaced by the caller's (already merged) value; the row is locked first
 # (SELECT ... FOR UPDATE) so a concurrent firing and a patch do not interleave.
 LOCK_SQL = f"SELECT {_COLUMNS} FROM crons WHERE cron_id = %(cron_id)s FOR UPDATE"
@@ -242,6 +246,7 @@ class CronStore:
                     raise NotFound(f"thread {spec.thread_id} not found")
             await cur.execute(INSERT_SQL, params)
             row = await cur.fetchone()
+            await cur.execute(NOTIFY_CRONS_SQL)
         assert row is not None
         self._changed()
         return cron_json(row)
@@ -312,6 +317,7 @@ class CronStore:
             await cur.execute(UPDATE_SQL, {**new, "cron_id": key, "payload": Jsonb(payload),
                                            "metadata": Jsonb(metadata)})
             updated = await cur.fetchone()
+            await cur.execute(NOTIFY_CRONS_SQL)
         assert updated is not None
         self._changed()
         return cron_json(updated)

@@ -38,6 +38,7 @@ CHANNEL_RUNS = "langgraph_runs"        # a run became claimable: workers look
 CHANNEL_CANCEL = "langgraph_cancel"    # payload run_id: its executing pod stops it
 CHANNEL_DONE = "langgraph_run_done"    # payload run_id: it reached a final status
 CHANNEL_EVENTS = "langgraph_run_events"  # payload run_id: new stream events are stored
+CHANNEL_CRONS = "langgraph_crons"      # a cron was created or patched: schedulers look again
 
 CancelAction = Literal["interrupt", "rollback"]
 

@@ -163,3 +163,14 @@ def test_should_not_fire_after_end_time_or_when_disabled(pods: list[ServiceProce
     wait_until(lambda: done(pods[0], probe["cron_id"]), "the probe's last slot")
     for cron in (ended, disabled):
         assert client.threads.search(metadata={"cron_id": cron["cron_id"]}) == []
+
+
+def test_should_wake_the_schedulers_of_other_pods(migrated_db: str) -> None:
+    """Pod A has no scheduler; pod B's sleeps an hour: a cron created on A fires because B hears of it."""
+    with ServiceProcess(migrated_db, CRON_SCHEDULER="false") as a, \
+            ServiceProcess(migrated_db, CRON_MAX_SLEEP="3600") as b:
+        client = get_sync_client(url=a.url)
+        cron: Any = client.crons.create("slow", schedule=EVERY_2S, input=INPUT, on_run_completed="keep")
+        limit_to(client, cron, 1)
+        wait_until(lambda: done(a, cron["cron_id"]), "the firing, by pod B")
+        assert firings([a]) == 0 and firings([b]) == 1
