@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -174,3 +175,18 @@ def test_should_wake_the_schedulers_of_other_pods(migrated_db: str) -> None:
         limit_to(client, cron, 1)
         wait_until(lambda: done(a, cron["cron_id"]), "the firing, by pod B")
         assert firings([a]) == 0 and firings([b]) == 1
+
+
+@pytest.mark.skipif(not os.environ.get("CRON_FIVE_MINUTES"), reason="set CRON_FIVE_MINUTES=1: five real minutes")
+def test_should_fire_a_per_minute_cron_five_times_in_five_minutes_with_three_pods(pods: list[ServiceProcess]) -> None:
+    client = get_sync_client(url=pods[0].url)
+    thread = client.threads.create()
+    cron: Any = client.crons.create_for_thread(thread["thread_id"], "slow", schedule="* * * * *", input=INPUT)
+    end = limit_to(client, cron, 5)
+    wait_until(lambda: done(pods[0], cron["cron_id"]), "the fifth minute",
+               timeout=DEADLINE + (end - dt.datetime.now(dt.UTC)).total_seconds())
+    runs = wait_until(lambda: (r := client.runs.list(thread["thread_id"], limit=50)) and
+                      all(x["status"] == "success" for x in r) and r, "the runs to finish")
+    assert len(runs) == 5 and firings(pods) == 5
+    print(f"\nper-minute cron, three pods: {len(runs)} runs, firings per pod "
+          f"{[firings([p]) for p in pods]}")
