@@ -162,7 +162,8 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
                             listen_poll_interval=server.listen_poll_interval)
         run_manager = QueueRunManager(
             RunQueue(pool, db.application_name("pod"), server.run_lease_seconds), EventLog(pool, notifier),
-            notifier, thread_store, graphs, slots=server.jobs_per_worker, lease=server.run_lease_seconds)
+            notifier, thread_store, graphs, slots=server.jobs_per_worker, lease=server.run_lease_seconds,
+            sample_interval=server.queue_sample_seconds, events_ttl=server.run_events_ttl_seconds)
     resources = Resources(settings, pool, checkpointer, store, thread_store, graphs, run_manager,
                           Readiness(pool))
     try:
