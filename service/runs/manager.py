@@ -123,6 +123,7 @@ class QueueRunManager:
             create = dict(thread_metadata)
         kwargs = encode_kwargs(body)
         kwargs["_store_events"] = kind != "wait"
+        kwargs["_kind"] = kind
         kwargs["_temporary"] = temporary
         run_now = kind != "background" or body.multitask_strategy == "reject" or self.workers.free_slots > 0
         try:
@@ -136,6 +137,8 @@ class QueueRunManager:
         row = submitted.row
         execution = None
         if submitted.taken:
+            if kind != "background":
+                metrics.THREAD_LOCK_WAIT.observe(0.0)
             execution = self.workers.execute(row, body, entry, slot=kind == "background", store=kind != "wait")
         else:
             if body.multitask_strategy in ("interrupt", "rollback") and body.after_seconds is None:
