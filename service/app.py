@@ -172,6 +172,7 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
         run_manager = QueueRunManager(
             RunQueue(pool, db.application_name("pod"), server.run_lease_seconds), EventLog(pool, notifier),
             notifier, thread_store, graphs, slots=server.jobs_per_worker, lease=server.run_lease_seconds,
+            sample_interval=server.queue_sample_seconds, events_ttl=server.run_events_ttl_seconds,
             webhook_check=functools.partial(validate_webhook, policy=settings.webhooks),
             webhook_send=webhooks.deliver)
         if settings.crons.enabled:

@@ -163,6 +163,10 @@ class ServerSettings:
     # How often a pod looks at the queue by itself: without LISTEN, and with it (as a safety net).
     poll_interval: float = 0.5
     listen_poll_interval: float = 5.0
+    # How often a pod samples the queue's depth for langgraph_run_queue_runs.
+    queue_sample_seconds: float = 10.0
+    # Stream events of finished runs are kept this long for joins and Last-Event-ID resumes.
+    run_events_ttl_seconds: float = 3600.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> ServerSettings:
@@ -182,6 +186,8 @@ class ServerSettings:
             heartbeat_seconds=env_float(env, "STREAM_HEARTBEAT_SECONDS", cls.heartbeat_seconds, minimum=0.05),
             poll_interval=env_float(env, "RUN_POLL_INTERVAL", cls.poll_interval, minimum=0.01),
             listen_poll_interval=env_float(env, "RUN_LISTEN_POLL_INTERVAL", cls.listen_poll_interval, minimum=0.01),
+            queue_sample_seconds=env_float(env, "RUN_QUEUE_SAMPLE_SECONDS", cls.queue_sample_seconds, minimum=0.1),
+            run_events_ttl_seconds=env_float(env, "RUN_EVENTS_TTL_SECONDS", cls.run_events_ttl_seconds, minimum=1),
         )
 
 

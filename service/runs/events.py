@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,6 +45,18 @@ WHERE e.run_id = %(run_id)s AND e.seq > %(after)s
 UNION ALL
 SELECT NULL, NULL, NULL, coalesce((SELECT status FROM runs WHERE run_id = %(run_id)s), 'deleted')
 ORDER BY 1 NULLS LAST
+"""
+
+# Events of runs that are over, older than a cutoff, in batches (pods run it every minute with
+# RUN_EVENTS_TTL_SECONDS; the prune job with its own cutoff). Uses run_events_created_idx.
+EXPIRE_SQL = """
+WITH doomed AS (
+    SELECT e.run_id, e.seq FROM run_events e
+    WHERE e.created_at < %(cutoff)s
+      AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.run_id = e.run_id AND r.status IN ('pending', 'running'))
+    ORDER BY e.created_at LIMIT %(batch)s
+)
+DELETE FROM run_events e USING doomed d WHERE e.run_id = d.run_id AND e.seq = d.seq
 """
 
 Event = tuple[int, str, bytes]
@@ -94,6 +107,18 @@ class EventLog:
     def __init__(self, pool: AsyncConnectionPool[Any], notifier: Notifier) -> None:
         self.pool = pool
         self.notifier = notifier
+
+    async def expire(self, older_than: float, batch: int = 5000) -> int:
+        """Delete events of finished runs older than ``older_than`` seconds; return how many went."""
+        cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=older_than)
+        total = 0
+        while True:
+            async with self.pool.connection() as conn:
+                cur = await conn.execute(EXPIRE_SQL, {"cutoff": cutoff, "batch": batch})
+            deleted = int(cur.rowcount)
+            total += deleted
+            if deleted < batch:
+                return total
 
     async def last_seq(self, run_id: str) -> int:
         async with self.pool.connection() as conn:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -68,14 +69,17 @@ class Created:
 
 class QueueRunManager:
     def __init__(self, queue: RunQueue, events: EventLog, notifier: Notifier, threads: ThreadStore,
-                 graphs: dict[str, GraphEntry], *, slots: int, lease: float,
-                 webhook_check: WebhookCheck | None = None, webhook_send: WebhookSender | None = None) -> None:
+                 graphs: dict[str, GraphEntry], *, slots: int, lease: float, sample_interval: float = 10.0,
+                 events_ttl: float = 3600.0, webhook_check: WebhookCheck | None = None,
+                 webhook_send: WebhookSender | None = None) -> None:
         self.queue = queue
         self.events = events
         self.notifier = notifier
         self.threads = threads
         self.graphs = graphs
         self.webhook_check = webhook_check
+        self.sample_interval = sample_interval
+        self.events_ttl = events_ttl
         self.webhook_send = webhook_send
         self.workers = Workers(queue, events, notifier, graphs, slots=slots, lease=lease,
                                on_finished=self._on_finished)
@@ -94,14 +98,23 @@ class QueueRunManager:
         await self.notifier.stop()
         return left
 
-    async def _sample_depth(self, interval: float = 10.0) -> None:
-        """Queue depth for the dashboard: one small statement every ``interval`` seconds."""
+    async def _sample_depth(self) -> None:
+        """Queue depth for the dashboard and expiry of old stream events: one small statement each,
+        every ``sample_interval`` seconds and every minute (or every TTL, if shorter)."""
+        every = min(60.0, self.events_ttl)
+        next_expiry = time.monotonic() + every
         while True:
             with contextlib.suppress(Exception):
                 depth = await self.queue.depth()
                 for status in metrics.QUEUE_STATUSES:
                     metrics.RUN_QUEUE_DEPTH.labels(status).set(depth.get(status, 0))
-            await asyncio.sleep(interval)
+            if time.monotonic() >= next_expiry:
+                next_expiry = time.monotonic() + every
+                with contextlib.suppress(Exception):
+                    expired = await self.events.expire(self.events_ttl)
+                    if expired:
+                        log.info("run_events_expired", events=expired)
+            await asyncio.sleep(self.sample_interval)
 
     # -- creating ------------------------------------------------------------------------------------
     async def create(self, thread_id: str | None, body: RunCreate, kind: Kind) -> Created:
@@ -124,6 +137,7 @@ class QueueRunManager:
             create = dict(thread_metadata)
         kwargs = encode_kwargs(body)
         kwargs["_store_events"] = kind != "wait"
+        kwargs["_kind"] = kind
         kwargs["_temporary"] = temporary
         run_now = kind != "background" or body.multitask_strategy == "reject" or self.workers.free_slots > 0
         try:
@@ -137,6 +151,8 @@ class QueueRunManager:
         row = submitted.row
         execution = None
         if submitted.taken:
+            if kind != "background":
+                metrics.THREAD_LOCK_WAIT.observe(0.0)
             execution = self.workers.execute(row, body, entry, slot=kind == "background", store=kind != "wait")
         else:
             if body.multitask_strategy in ("interrupt", "rollback") and body.after_seconds is None:

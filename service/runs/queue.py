@@ -270,11 +270,24 @@ SELECT EXISTS (SELECT 1 FROM checkpoints WHERE thread_id = %(thread_id)s AND met
     AS resumed
 """
 
+# Due runs only: a run delayed with after_seconds is not a backlog.
 DEPTH_SQL = """
-SELECT status, count(*) AS n FROM runs WHERE status IN ('pending', 'running') GROUP BY status
+SELECT status, count(*) AS n FROM runs
+WHERE status IN ('pending', 'running') AND (not_before IS NULL OR not_before <= now()) GROUP BY status
 """
 
 NOTIFY_RUNS_SQL = "SELECT pg_notify('langgraph_runs', '')"
+
+# The prune job: finished runs not updated since the cutoff, in batches (their events with them).
+PRUNE_SQL = """
+WITH doomed AS (
+    SELECT run_id FROM runs WHERE status NOT IN ('pending', 'running') AND updated_at < %(cutoff)s
+    ORDER BY updated_at LIMIT %(batch)s
+), events AS (
+    DELETE FROM run_events e USING doomed d WHERE e.run_id = d.run_id
+)
+DELETE FROM runs r USING doomed d WHERE r.run_id = d.run_id
+"""
 
 
 def public_status(status: str) -> str:

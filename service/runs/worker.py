@@ -113,7 +113,10 @@ class Workers:
             metrics.RUNS_TAKEN_OVER.inc()
             log.info("run_taken_over", run_id=row["run_id"], thread_id=row["thread_id"], attempt=row["attempt"])
         else:
-            metrics.RUN_QUEUE_WAIT.observe(max(0.0, float(row["queued_seconds"] or 0.0)))
+            queued = max(0.0, float(row["queued_seconds"] or 0.0))
+            metrics.RUN_QUEUE_WAIT.observe(queued)
+            if row["kwargs"].get("_kind") in ("wait", "stream"):  # a request that wanted to run at once
+                metrics.THREAD_LOCK_WAIT.observe(queued)
         try:
             body = decode_kwargs(row["kwargs"])
             entry = resolve(self.graphs, body.assistant_id)

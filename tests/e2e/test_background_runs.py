@@ -11,17 +11,22 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 from langgraph_sdk import get_client, get_sync_client
 from langgraph_sdk.errors import ConflictError, NotFoundError
 
+from service.db import to_url
 from tests.support.pgbouncer import pgbouncer
+from tests.support.race import ROOT, python_env
 from tests.support.service import ServiceProcess
 
 LIMIT = {"recursion_limit": 10_000}
@@ -328,3 +333,43 @@ class TestAsyncClient:
             await b.runs.cancel_many(status="pending")
 
         asyncio.run(scenario())
+
+
+class TestRetention:
+    def test_should_expire_stream_events_of_finished_runs_after_their_ttl(self, migrated_db: str) -> None:
+        with ServiceProcess(migrated_db, RUN_EVENTS_TTL_SECONDS="1", RUN_QUEUE_SAMPLE_SECONDS="0.2") as pod:
+            client = get_sync_client(url=pod.url)
+            thread_id = client.threads.create()["thread_id"]
+            run = client.runs.create(thread_id, "ledger", input={"tag": "kept-briefly"})
+            client.runs.join(thread_id, run["run_id"])
+
+            def stored() -> int:
+                with psycopg.connect(migrated_db) as conn:
+                    row = conn.execute("SELECT count(*) FROM run_events WHERE run_id = %s", (run["run_id"],)).fetchone()
+                return int(row[0]) if row else 0
+
+            assert stored() > 0
+            eventually(lambda: stored() == 0, "the run's events expired")
+            assert client.runs.get(thread_id, run["run_id"])["status"] == "success"  # the run itself stays
+
+    def test_should_prune_finished_runs_past_the_retention(self, migrated_db: str) -> None:
+        with ServiceProcess(migrated_db) as pod:
+            client = get_sync_client(url=pod.url)
+            thread_id = client.threads.create()["thread_id"]
+            old = client.runs.create(thread_id, "ledger", input={"tag": "old"})
+            client.runs.join(thread_id, old["run_id"])
+            recent = client.runs.create(thread_id, "ledger", input={"tag": "recent"})
+            client.runs.join(thread_id, recent["run_id"])
+            with psycopg.connect(migrated_db, autocommit=True) as conn:
+                conn.execute("UPDATE runs SET updated_at = now() - interval '40 days' WHERE run_id = %s",
+                             (old["run_id"],))
+            result = subprocess.run([sys.executable, "-m", "service.prune", "--older-than-days", "30"], cwd=ROOT,
+                                    env=python_env(DATABASE_URL=to_url(migrated_db)), capture_output=True,
+                                    text=True, timeout=60, check=False)
+            assert result.returncode == 0, result.stderr
+            assert [r["run_id"] for r in client.runs.list(thread_id)] == [recent["run_id"]]
+            with psycopg.connect(migrated_db) as conn:
+                left = conn.execute("SELECT count(*) FROM run_events WHERE run_id = %s", (old["run_id"],)).fetchone()
+            assert left == (0,)
+            assert client.threads.get_state(thread_id)["values"]["log"] == ["old", "recent"]
+
