@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import socket
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -161,7 +163,7 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
         notifier = Notifier(settings.listen_conninfo, poll_interval=server.poll_interval,
                             listen_poll_interval=server.listen_poll_interval)
         run_manager = QueueRunManager(
-            RunQueue(pool, db.application_name("pod"), server.run_lease_seconds), EventLog(pool, notifier),
+            RunQueue(pool, f"{socket.gethostname()}/{os.getpid()}", server.run_lease_seconds), EventLog(pool, notifier),
             notifier, thread_store, graphs, slots=server.jobs_per_worker, lease=server.run_lease_seconds,
             sample_interval=server.queue_sample_seconds, events_ttl=server.run_events_ttl_seconds)
     resources = Resources(settings, pool, checkpointer, store, thread_store, graphs, run_manager,

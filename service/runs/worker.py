@@ -97,10 +97,11 @@ class Workers:
                     self._start_claimed(row)
                 if len(rows) and self.free_slots:
                     continue  # there may be more
-                due = await self.queue.next_due()
                 timeout = self.notifier.poll_interval
-                if due is not None:
-                    timeout = min(timeout, max(0.01, due + 0.01))
+                if self.notifier.listening:  # polling looks often anyway: no statement for the next due time
+                    due = await self.queue.next_due()
+                    if due is not None:
+                        timeout = min(timeout, max(0.01, due + 0.01))
                 await self.notifier.wait(CHANNEL_RUNS, timeout=timeout)
             except asyncio.CancelledError:
                 raise
