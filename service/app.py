@@ -28,6 +28,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from service import db, instrumentation, metrics, schema
 from service.api import assistants, meta, runs, threads
+from service.assistants import AssistantStore, MemoryAssistantStore, PostgresAssistantStore
 from service.auth import api_key_guard
 from service.checkpointer import PooledPostgresSaver
 from service.errors import EXCEPTION_HANDLERS
@@ -100,6 +101,7 @@ class Resources:
     graphs: dict[str, GraphEntry]
     runs: RunManager
     readiness: Readiness
+    assistants: AssistantStore
 
 
 @asynccontextmanager
@@ -144,15 +146,17 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
         log.info("database_pool_opened", database=db.describe(settings.database.conninfo),
                  min_size=p.min_size, max_size=p.max_size, pgbouncer=p.pgbouncer)
     graphs = load_graphs(settings.graphs, checkpointer, store)
+    assistant_store: AssistantStore = (MemoryAssistantStore(graphs) if pool is None
+                                       else PostgresAssistantStore(pool, graphs))
     metrics.precreate(graphs)
     metrics.set_build_info(VERSION)
     metrics.set_schema(None, schema.required_versions())
     if pool is None:
         metrics.READY.set(1)
     run_manager = RunManager(thread_store, graphs, lease=settings.server.run_lease_seconds,
-                             queue_timeout=settings.server.run_queue_timeout)
+                             queue_timeout=settings.server.run_queue_timeout, assistants=assistant_store)
     resources = Resources(settings, pool, checkpointer, store, thread_store, graphs, run_manager,
-                          Readiness(pool))
+                          Readiness(pool), assistant_store)
     try:
         async with (instrumentation.pool_gauges(pool) if pool is not None and settings.metrics_enabled
                     else contextlib.nullcontext()):

@@ -20,8 +20,9 @@ import msgspec
 from langgraph.types import Command
 
 from service import metrics
+from service.assistants import AssistantStore, merge_run_config, resolve_assistant, thread_metadata
 from service.errors import UNAVAILABLE_ERRORS, Conflict, NotFound, Unprocessable
-from service.graphs import GraphEntry, resolve
+from service.graphs import GraphEntry
 from service.logging import get_logger
 from service.serde import to_jsonable
 from service.threads import RunRecord, RunStatus, ThreadStatus, ThreadStore, new_thread_id
@@ -89,6 +90,9 @@ class ActiveRun:
     temporary: bool
     events: asyncio.Queue[tuple[str, Any] | None]
     task: asyncio.Task[Outcome] | None = None
+    # The assistant's config and context merged with the request's (service.assistants.config).
+    config: dict[str, Any] = field(default_factory=dict)
+    context: dict[str, Any] = field(default_factory=dict)
 
 
 
@@ -104,8 +108,9 @@ class RunManager:
     """Admits, executes and tracks the runs of this process."""
 
     def __init__(self, threads: ThreadStore, graphs: dict[str, GraphEntry], *, lease: float,
-                 queue_timeout: float) -> None:
+                 queue_timeout: float, assistants: AssistantStore) -> None:
         self.threads = threads
+        self.assistants = assistants
         self.graphs = graphs
         self.lease = lease
         self.queue_timeout = queue_timeout
@@ -116,19 +121,21 @@ class RunManager:
         if body.multitask_strategy in ("interrupt", "rollback"):
             raise Unprocessable(f"multitask_strategy {body.multitask_strategy!r} is not supported; "
                                 "use 'enqueue' or 'reject'")
-        entry = resolve(self.graphs, body.assistant_id)
         _modes(body)  # validate before anything is created
         storable([body.input, body.command and msgspec.structs.asdict(body.command), body.config, body.context,
                   body.metadata], "run")
         if thread_id is not None:
             storable(thread_id, "thread_id")
+        assistant, entry = await resolve_assistant(self.assistants, self.graphs, body.assistant_id)
+        config, context = merge_run_config(assistant, body.config, body.context, entry.graph)
         temporary = thread_id is None
         create: dict[str, Any] | None = None
         if thread_id is None:
-            thread_id, create = new_thread_id(), {"graph_id": entry.graph_id, "temporary": True}
+            thread_id, create = new_thread_id(), {**thread_metadata(assistant, body.config, body.metadata),
+                                                  "temporary": True}
         elif body.if_not_exists == "create":
-            create = {"graph_id": entry.graph_id}
-        run = RunRecord(run_id=str(uuid.uuid4()), thread_id=thread_id, assistant_id=entry.assistant_id,
+            create = thread_metadata(assistant, body.config, body.metadata)
+        run = RunRecord(run_id=str(uuid.uuid4()), thread_id=thread_id, assistant_id=assistant.assistant_id,
                         graph_id=entry.graph_id, metadata=body.metadata or {},
                         multitask_strategy=body.multitask_strategy)
         try:
@@ -141,7 +148,7 @@ class RunManager:
                     await asyncio.shield(self._drop_thread(thread_id))
             raise
         metrics.THREAD_LOCK_WAIT.observe(waited)
-        return ActiveRun(run, entry, temporary, asyncio.Queue())
+        return ActiveRun(run, entry, temporary, asyncio.Queue(), config=config, context=context)
 
     # -- execution ---------------------------------------------------------------------------------
     def start(self, active: ActiveRun, body: RunCreate, *, stream: bool) -> ActiveRun:
@@ -234,10 +241,10 @@ class RunManager:
                 log.warning("run_heartbeat_failed", run_id=run.run_id, error_type=type(exc).__name__)
 
     def config_for(self, active: ActiveRun, body: RunCreate) -> dict[str, Any]:
-        config: dict[str, Any] = dict(body.config or {})
+        config: dict[str, Any] = dict(active.config)
         configurable = dict(config.get("configurable") or {})
         configurable.update(thread_id=active.run.thread_id, run_id=active.run.run_id,
-                            assistant_id=active.entry.assistant_id, graph_id=active.entry.graph_id)
+                            assistant_id=active.run.assistant_id, graph_id=active.entry.graph_id)
         checkpoint = dict(body.checkpoint or {})
         if body.checkpoint_id:
             checkpoint["checkpoint_id"] = body.checkpoint_id
@@ -247,7 +254,7 @@ class RunManager:
         config["configurable"] = configurable
         config["metadata"] = {**(config.get("metadata") or {}), **(body.metadata or {}),
                               "run_id": active.run.run_id, "graph_id": active.entry.graph_id,
-                              "assistant_id": active.entry.assistant_id}
+                              "assistant_id": active.run.assistant_id}
         return config
 
     async def _stream(self, active: ActiveRun, body: RunCreate, stream: bool) -> Outcome:
@@ -267,8 +274,7 @@ class RunManager:
             kwargs["interrupt_after"] = body.interrupt_after
         if body.durability is not None:
             kwargs["durability"] = body.durability
-        if body.context is not None:
-            kwargs["context"] = body.context
+        kwargs["context"] = active.context
 
         values: dict[str, Any] | None = None
         interrupted = False
