@@ -20,6 +20,7 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.store.base import BaseStore
 from litestar import Litestar
 from litestar.config.app import AppConfig
+from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
@@ -37,7 +38,7 @@ from service.logging import get_logger
 from service.middleware import RequestLogMiddleware
 from service.pool import Pool
 from service.runs import RunManager
-from service.settings import Settings
+from service.settings import CorsSettings, Settings
 from service.threads import MemoryThreadStore, PostgresThreadStore, ThreadStore
 
 log = get_logger("service")
@@ -179,6 +180,15 @@ def _set_statement_timeout(seconds: float) -> Any:
     return configure
 
 
+def _cors(cors: CorsSettings | None) -> CORSConfig | None:
+    if cors is None:
+        return None
+    return CORSConfig(allow_origins=list(cors.allow_origins), allow_methods=list(cors.allow_methods),  # type: ignore[arg-type]
+                      allow_headers=list(cors.allow_headers), allow_credentials=cors.allow_credentials,
+                      allow_origin_regex=cors.allow_origin_regex, expose_headers=list(cors.expose_headers),
+                      max_age=cors.max_age)
+
+
 def create_app(settings: Settings) -> Litestar:
     """Assemble the application: routes, plugins, handlers, dependencies. No side effects."""
 
@@ -205,6 +215,7 @@ def create_app(settings: Settings) -> Litestar:
         lifespan=[lifespan],
         request_max_body_size=settings.server.max_body_bytes,
         openapi_config=OpenAPIConfig(title="langgraph-pg", version=VERSION, path="/docs"),
+        cors_config=_cors(settings.cors),
         debug=False,
     )
     return Litestar.from_config(config)
