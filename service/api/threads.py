@@ -166,8 +166,11 @@ def _checkpoint_json(config: dict[str, Any] | None) -> dict[str, Any] | None:
     if not config:
         return None
     c = config.get("configurable", {})
-    return {"thread_id": c.get("thread_id"), "checkpoint_ns": c.get("checkpoint_ns", ""),
-            "checkpoint_id": c.get("checkpoint_id"), "checkpoint_map": c.get("checkpoint_map")}
+    out = {"thread_id": c.get("thread_id"), "checkpoint_ns": c.get("checkpoint_ns", ""),
+           "checkpoint_id": c.get("checkpoint_id")}
+    if c.get("checkpoint_map") is not None:  # present only when set, as the LangGraph Server answers
+        out["checkpoint_map"] = c["checkpoint_map"]
+    return out
 
 
 def _task_checkpoint(state: Any) -> dict[str, Any] | None:
@@ -204,8 +207,7 @@ def state_json(snapshot: StateSnapshot) -> dict[str, Any]:
 
 def _empty_state(thread_id: str) -> dict[str, Any]:
     return {"values": {}, "next": [], "tasks": [], "metadata": {}, "created_at": None,
-            "checkpoint": {"thread_id": thread_id, "checkpoint_ns": "", "checkpoint_id": None,
-                           "checkpoint_map": None},
+            "checkpoint": {"thread_id": thread_id, "checkpoint_ns": "", "checkpoint_id": None},
             "parent_checkpoint": None, "checkpoint_id": None, "parent_checkpoint_id": None, "interrupts": []}
 
 
