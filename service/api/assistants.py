@@ -13,7 +13,7 @@ from service.app_types import ResourcesT
 from service.assistants import Assistant, Change, Filters, introspect
 from service.assistants.config import reconcile
 from service.assistants.store import FIELDS, parse_id, select_fields
-from service.errors import NotFound, Unprocessable
+from service.errors import BAD_REQUEST_RESPONSES, NotFound, Unprocessable
 from service.graphs import GraphEntry
 from service.threads import Filters as ThreadFilters
 from service.validation import storable
@@ -97,7 +97,7 @@ def _filters(resources: ResourcesT, data: AssistantSearch | AssistantCount) -> F
     return Filters(graph_id=data.graph_id, name=data.name, metadata=data.metadata)
 
 
-@post("/assistants", status_code=200)
+@post("/assistants", status_code=200, responses=BAD_REQUEST_RESPONSES)
 async def create_assistant(data: AssistantCreate, resources: ResourcesT) -> dict[str, Any]:
     storable([data.graph_id, data.assistant_id, data.config, data.context, data.metadata, data.name,
               data.description], "assistant")
@@ -140,7 +140,7 @@ async def get_assistant(assistant_id: str, resources: ResourcesT) -> dict[str, A
     return (await resources.assistants.get(_id(resources, assistant_id))).to_json()
 
 
-@patch("/assistants/{assistant_id:str}")
+@patch("/assistants/{assistant_id:str}", responses=BAD_REQUEST_RESPONSES)
 async def patch_assistant(assistant_id: str, data: AssistantPatch, resources: ResourcesT) -> dict[str, Any]:
     key = _id(resources, assistant_id)
     storable([data.graph_id, data.config, data.context, data.metadata, data.name, data.description], "assistant")

@@ -12,7 +12,7 @@ from litestar import Response, post
 from litestar.response import Stream
 
 from service.app_types import ResourcesT
-from service.errors import Unavailable
+from service.errors import BAD_REQUEST_RESPONSES, Unavailable
 from service.runs import ActiveRun, RunCreate
 
 
@@ -50,22 +50,22 @@ async def _stream(resources: ResourcesT, thread_id: str | None, data: RunCreate)
                   headers={**_location(active), "Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
 
-@post("/threads/{thread_id:str}/runs/wait", status_code=200)
+@post("/threads/{thread_id:str}/runs/wait", status_code=200, responses=BAD_REQUEST_RESPONSES)
 async def thread_run_wait(thread_id: str, data: RunCreate, resources: ResourcesT) -> Response[Any]:
     return await _wait(resources, thread_id, data)
 
 
-@post("/threads/{thread_id:str}/runs/stream", status_code=200)
+@post("/threads/{thread_id:str}/runs/stream", status_code=200, responses=BAD_REQUEST_RESPONSES)
 async def thread_run_stream(thread_id: str, data: RunCreate, resources: ResourcesT) -> Stream:
     return await _stream(resources, thread_id, data)
 
 
-@post("/runs/wait", status_code=200)
+@post("/runs/wait", status_code=200, responses=BAD_REQUEST_RESPONSES)
 async def stateless_run_wait(data: RunCreate, resources: ResourcesT) -> Response[Any]:
     return await _wait(resources, None, data)
 
 
-@post("/runs/stream", status_code=200)
+@post("/runs/stream", status_code=200, responses=BAD_REQUEST_RESPONSES)
 async def stateless_run_stream(data: RunCreate, resources: ResourcesT) -> Stream:
     return await _stream(resources, None, data)
 

@@ -12,7 +12,7 @@ from langgraph.types import StateSnapshot
 from litestar import delete, get, patch, post
 
 from service.app_types import ResourcesT
-from service.errors import BadRequest, Conflict, NotFound, Unprocessable
+from service.errors import BAD_REQUEST_RESPONSES, BadRequest, Conflict, NotFound, Unprocessable
 from service.graphs import GraphEntry, resolve
 from service.serde import to_jsonable
 from service.threads import Filters, ThreadStatus
@@ -256,7 +256,7 @@ async def post_state_at(thread_id: str, data: StateQuery, resources: ResourcesT)
     return await _state(resources, thread_id, data.checkpoint, data.subgraphs)
 
 
-@post("/threads/{thread_id:str}/state", status_code=200)
+@post("/threads/{thread_id:str}/state", status_code=200, responses=BAD_REQUEST_RESPONSES)
 async def update_state(thread_id: str, data: StateUpdate, resources: ResourcesT) -> dict[str, Any]:
     _bind(thread_id)
     thread, entry = await _thread_graph(resources, thread_id)

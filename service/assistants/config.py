@@ -110,11 +110,7 @@ async def resolve_assistant(store: AssistantStore, graphs: dict[str, GraphEntry]
 
     A run naming something that is neither answers 404, as on the LangGraph Server.
     """
-    try:
-        key = parse_id(assistant_id, graphs)
-    except Unprocessable:
-        raise NotFound(f"assistant {assistant_id[:100]!r} not found") from None
-    assistant = await store.get(key)
+    assistant = await store.get(parse_id(assistant_id, graphs))
     entry = graphs.get(assistant.graph_id)
     if entry is None:
         raise NotFound(f"assistant {assistant_id} not found")

@@ -25,7 +25,7 @@ from typing import Any, Literal, Protocol
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
-from service.errors import Conflict, NotFound, Unprocessable
+from service.errors import Conflict, NotFound
 from service.graphs import GraphEntry, assistant_id_for
 
 SYSTEM_METADATA: dict[str, Any] = {"created_by": "system"}
@@ -118,13 +118,13 @@ def system_assistants(graphs: dict[str, GraphEntry]) -> list[Assistant]:
 
 
 def parse_id(assistant_id: str, graphs: Iterable[str]) -> str:
-    """A graph id stands for its system assistant; anything else must be a UUID (422 otherwise)."""
+    """A graph id stands for its system assistant; anything else that is no UUID names nothing (404)."""
     if assistant_id in graphs:
         return assistant_id_for(assistant_id)
     try:
         return str(uuid.UUID(assistant_id))
     except ValueError:
-        raise Unprocessable(f"assistant_id {assistant_id[:100]!r} is not a UUID (nor a graph id)") from None
+        raise NotFound(f"assistant {assistant_id[:100]!r} not found (neither a UUID nor a graph id)") from None
 
 
 # -- PostgreSQL -----------------------------------------------------------------------------------

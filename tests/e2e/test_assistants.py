@@ -82,7 +82,7 @@ class TestCreate:
         with pytest.raises(UnprocessableEntityError) as bad_config:
             client.assistants.create("support", config={"recursion_limit": "many"})  # type: ignore[typeddict-item]
         problem(bad_config)
-        with pytest.raises(UnprocessableEntityError) as bad_get:
+        with pytest.raises(NotFoundError) as bad_get:  # neither a UUID nor a graph id: names nothing
             client.assistants.get("not-a-uuid")
         problem(bad_get)
         with pytest.raises(NotFoundError) as missing:
