@@ -36,9 +36,10 @@ def check_config(config: dict[str, Any] | None, where: str = "config") -> None:
     limit = config.get("recursion_limit")
     if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool)):
         raise Unprocessable(f"{where}.recursion_limit must be an integer")
-    configurable = config.get("configurable")
-    if configurable is not None and not isinstance(configurable, dict):
-        raise Unprocessable(f"{where}.configurable must be an object")
+    for key in ("configurable", "metadata"):
+        value = config.get(key)
+        if value is not None and not isinstance(value, dict):
+            raise Unprocessable(f"{where}.{key} must be an object")
 
 
 def reconcile(config: dict[str, Any] | None, context: dict[str, Any] | None
@@ -71,6 +72,7 @@ def context_keys(graph: Any) -> set[str] | None:
 def merge_run_config(assistant: Assistant, request_config: dict[str, Any] | None,
                      request_context: dict[str, Any] | None, graph: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     """The config and context a run of ``assistant`` passes to ``graph`` (before the run's own ids are added)."""
+    check_config(request_config)
     config = copy.deepcopy(request_config or {})
     context = copy.deepcopy(request_context or {})
     configurable = dict(config.get("configurable") or {})

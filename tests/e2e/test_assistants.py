@@ -252,6 +252,9 @@ class TestRuns:
             with pytest.raises(httpx.HTTPStatusError) as exc:
                 client.runs.wait(None, name, input={})
             assert problem(exc)["status"] == 404
+        with pytest.raises(httpx.HTTPStatusError) as bad:
+            client.runs.wait(None, "contextual", input={}, config={"configurable": "not an object"})  # type: ignore[typeddict-item]
+        assert problem(bad)["status"] == 422
 
 
 class TestGraphs:

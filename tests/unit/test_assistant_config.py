@@ -49,6 +49,9 @@ def test_should_pass_an_empty_context_so_defaults_apply() -> None:
     assert context == {} and config["configurable"] == {}
     with pytest.raises(BadRequest):
         merge_run_config(assistant(), {"configurable": {"a": 1}}, {"a": 2}, contextual)
+    for bad in ({"configurable": "x"}, {"metadata": [1]}, {"tags": [1]}, {"recursion_limit": True}):
+        with pytest.raises(Unprocessable):
+            merge_run_config(assistant(), bad, None, contextual)
 
 
 def test_should_tag_threads_with_graph_and_assistant() -> None:
