@@ -334,3 +334,29 @@ class TestSystemAssistants:
             client = get_sync_client(url=again.url)
             assert client.assistants.get("support")["context"] == {"tone": "formal"}  # patched: kept
             assert client.assistants.get("slow")["version"] == 1  # deleted: back on start, as on the LangGraph Server
+
+
+class TestMemoryMode:
+    def test_should_behave_the_same_in_memory(self) -> None:
+        """CHECKPOINTER=memory keeps assistants in the process, by the same rules."""
+        with ServiceProcess(None, CHECKPOINTER="memory", GRAPHS=ASSISTANT_GRAPHS) as pod:
+            client = get_sync_client(url=pod.url)
+            assert {a["graph_id"] for a in client.assistants.search(limit=100)} == GRAPH_IDS
+            a = client.assistants.create("contextual", context={"model": "mem"}, metadata={"m": 1}, name="Mem")
+            aid = a["assistant_id"]
+            with pytest.raises(ConflictError):
+                client.assistants.create("contextual", assistant_id=aid)
+            v2 = client.assistants.update(aid, metadata={"n": 2})
+            assert (v2["version"], v2["metadata"], v2["context"]) == (2, {"m": 1, "n": 2}, {"model": "mem"})
+            assert [v["version"] for v in client.assistants.get_versions(aid)] == [2, 1]
+            assert client.assistants.set_latest(aid, 1)["metadata"] == {"m": 1}
+            assert client.assistants.count(name="mem") == 1
+            assert client.runs.wait(None, aid, input={})["seen"]["model"] == "mem"
+            thread = client.threads.create()["thread_id"]
+            client.runs.wait(thread, aid, input={})
+            assert client.threads.get(thread)["metadata"]["assistant_id"] == aid
+            client.assistants.delete(aid, delete_threads=True)
+            with pytest.raises(NotFoundError):
+                client.threads.get(thread)
+            with pytest.raises(NotFoundError):
+                client.assistants.get(aid)
