@@ -224,13 +224,17 @@ def _order(sort_by: str | None, sort_order: str | None) -> tuple[str, str]:
 
 
 class _Seeded:
-    """Inserts the system assistants once per process, before the first use of the table."""
+    """Inserts the system assistants once per process, before the first use of the table.
+
+    Callers arriving while an attempt runs share it (and its failure: with the database away they
+    all answer 503 at once instead of retrying one after another); the next call tries again.
+    """
 
     def __init__(self, graphs: dict[str, GraphEntry]) -> None:
         self.system = system_assistants(graphs)
         self.graph_ids = list(graphs)
         self._done = False
-        self._lock = asyncio.Lock()
+        self._attempt: asyncio.Future[None] | None = None
 
     async def _seed(self) -> None:
         raise NotImplementedError
@@ -238,10 +242,16 @@ class _Seeded:
     async def ready(self) -> None:
         if self._done:
             return
-        async with self._lock:
-            if not self._done:
-                await self._seed()
-                self._done = True
+        if self._attempt is None:
+            self._attempt = asyncio.ensure_future(self._seed())
+        attempt = self._attempt
+        try:
+            await asyncio.shield(attempt)  # a caller that goes away does not cancel it for the others
+        except BaseException:
+            if self._attempt is attempt and attempt.done():
+                self._attempt = None
+            raise
+        self._done = True
 
 
 class PostgresAssistantStore(_Seeded):
