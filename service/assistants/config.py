@@ -15,6 +15,7 @@ The LangGraph Server's rules, kept here in one place:
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from typing import Any
 
@@ -57,16 +58,28 @@ def reconcile(config: dict[str, Any] | None, context: dict[str, Any] | None
     return config, context
 
 
-def context_keys(graph: Any) -> set[str] | None:
+# Per context schema type (a graph factory may build a new graph per run; the types stay few).
+_CONTEXT_KEYS: dict[Any, frozenset[str] | None] = {}
+
+
+def context_keys(graph: Any) -> frozenset[str] | None:
     """The keys the graph's context schema declares (None: no schema, or one without properties)."""
-    if getattr(graph, "context_schema", None) is None:
+    schema_type = getattr(graph, "context_schema", None)
+    if schema_type is None:
         return None
     try:
-        schema = graph.get_context_jsonschema()
+        return _CONTEXT_KEYS[schema_type]
+    except (KeyError, TypeError):
+        pass
+    keys: frozenset[str] | None = None
+    try:
+        properties = (graph.get_context_jsonschema() or {}).get("properties")
+        keys = frozenset(properties) if properties else None
     except Exception:  # a schema pydantic cannot describe: keep every key, as the LangGraph Server does
-        return None
-    properties = (schema or {}).get("properties")
-    return set(properties) if properties else None
+        keys = None
+    with contextlib.suppress(TypeError):  # not hashable: computed each time
+        _CONTEXT_KEYS[schema_type] = keys
+    return keys
 
 
 def merge_run_config(assistant: Assistant, request_config: dict[str, Any] | None,
