@@ -54,7 +54,7 @@ def test_should_allow_the_listed_origins(db: str) -> None:
                                                                                                "x-api-key"}
         assert got["access-control-allow-credentials"] == "true"
         refused = preflight(pod.url, OTHER)
-        assert "access-control-allow-origin" not in cors_headers(refused)
+        assert cors_headers(refused) == {}  # no Access-Control-Allow-* header at all
         # The actual request: the browser may read Content-Location (to join a run again).
         thread = httpx.post(f"{pod.url}/threads", json={}, headers={"Origin": APP})
         assert thread.status_code == 200 and cors_headers(thread)["access-control-allow-origin"] == APP
@@ -76,8 +76,8 @@ def test_should_follow_cors_config_and_answer_preflights_without_a_key(db: str) 
         assert got["access-control-max-age"] == "60"
         assert "access-control-allow-credentials" not in got
         assert {m.strip() for m in got["access-control-allow-methods"].split(",")} >= {"GET", "POST"}
-        assert "access-control-allow-origin" not in cors_headers(preflight(pod.url, APP, method="DELETE"))
-        assert "access-control-allow-origin" not in cors_headers(preflight(pod.url, OTHER))
+        assert cors_headers(preflight(pod.url, APP, method="DELETE")) == {}
+        assert cors_headers(preflight(pod.url, OTHER)) == {}
         # Without the key the request itself is refused, with CORS headers so the page can read why.
         denied = httpx.post(f"{pod.url}/threads", json={}, headers={"Origin": APP})
         assert denied.status_code == 401 and cors_headers(denied)["access-control-allow-origin"] == APP
