@@ -89,6 +89,38 @@ APP_MIGRATIONS: tuple[str, ...] = (
     )
     """,
     "CREATE INDEX CONCURRENTLY IF NOT EXISTS run_events_created_idx ON run_events (created_at)",
+    # issue 11: assistants. The current version of each assistant, and every version it has had
+    # (patch adds one, POST /assistants/{id}/latest makes an older one current again).
+    """
+    CREATE TABLE IF NOT EXISTS assistants (
+        assistant_id  uuid PRIMARY KEY,
+        graph_id      text NOT NULL,
+        name          text NOT NULL,
+        description   text,
+        config        jsonb NOT NULL DEFAULT '{}',
+        context       jsonb NOT NULL DEFAULT '{}',
+        metadata      jsonb NOT NULL DEFAULT '{}',
+        version       integer NOT NULL DEFAULT 1,
+        created_at    timestamptz NOT NULL DEFAULT now(),
+        updated_at    timestamptz NOT NULL DEFAULT now()
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS assistant_versions (
+        assistant_id  uuid NOT NULL REFERENCES assistants (assistant_id) ON DELETE CASCADE,
+        version       integer NOT NULL,
+        graph_id      text NOT NULL,
+        name          text NOT NULL,
+        description   text,
+        config        jsonb NOT NULL DEFAULT '{}',
+        context       jsonb NOT NULL DEFAULT '{}',
+        metadata      jsonb NOT NULL DEFAULT '{}',
+        created_at    timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (assistant_id, version)
+    )
+    """,
+    "CREATE INDEX CONCURRENTLY IF NOT EXISTS assistants_graph_created_idx ON assistants (graph_id, created_at DESC)",
+    "CREATE INDEX CONCURRENTLY IF NOT EXISTS assistants_metadata_idx ON assistants USING gin (metadata jsonb_path_ops)",
 )
 
 _INDEX_RE = re.compile(

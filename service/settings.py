@@ -212,6 +212,103 @@ def parse_graphs(raw: str | None) -> dict[str, str]:
     return {str(k): str(v) for k, v in value.items()}
 
 
+# Exposed to browsers unless the configuration lists its own: the pagination headers and
+# Content-Location (where a run's stream can be joined again), as the LangGraph Server exposes them.
+DEFAULT_EXPOSE_HEADERS = ("x-pagination-total", "x-pagination-next", "content-location")
+_CORS_KEYS = {"allow_origins", "allow_methods", "allow_headers", "allow_credentials", "allow_origin_regex",
+              "expose_headers", "max_age"}
+_METHODS = {"*", "GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "TRACE", "CONNECT"}
+
+
+def _strings(value: object, where: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{where} must be a list of strings")
+    return tuple(value)
+
+
+@dataclass(frozen=True)
+class CorsSettings:
+    """Cross-origin access for browsers; off (None on Settings) unless configured.
+
+    Read as the LangGraph Server reads it: ``CORS_ALLOW_ORIGINS`` (comma-separated) alone allows
+    those origins with any method and header (credentials unless ``*``); ``CORS_CONFIG`` (JSON) or
+    ``http.cors`` in ``langgraph.json`` gives each field, with Starlette's defaults for the rest
+    (methods GET, no extra headers), and takes its origins from ``CORS_ALLOW_ORIGINS`` when it names
+    none. The environment wins over ``langgraph.json``.
+    """
+
+    allow_origins: tuple[str, ...] = ()
+    allow_methods: tuple[str, ...] = ("GET",)
+    allow_headers: tuple[str, ...] = ()
+    allow_credentials: bool = False
+    allow_origin_regex: str | None = None
+    expose_headers: tuple[str, ...] = DEFAULT_EXPOSE_HEADERS
+    max_age: int = 600
+
+    @classmethod
+    def from_sources(cls, env: Mapping[str, str], http_cors: Mapping[str, object] | None = None
+                     ) -> CorsSettings | None:
+        """From the environment, else ``http_cors`` (langgraph.json's ``http.cors``); None when neither sets it."""
+        origins = tuple(o.strip() for o in env.get("CORS_ALLOW_ORIGINS", "").split(",") if o.strip())
+        raw = env.get("CORS_CONFIG", "").strip()
+        where = "CORS_CONFIG"
+        config: Mapping[str, object] | None
+        if raw:
+            import json
+
+            try:
+                parsed = json.loads(raw)
+            except json.JSONDecodeError as exc:
+                raise ConfigError(f"CORS_CONFIG must be a JSON object: {exc.msg}") from None
+            if not isinstance(parsed, dict):
+                raise ConfigError("CORS_CONFIG must be a JSON object")
+            config = parsed
+        else:
+            config, where = http_cors, "http.cors"
+        if config is None:
+            if not origins:
+                return None
+            return cls(allow_origins=origins, allow_methods=("*",), allow_headers=("*",),
+                       allow_credentials="*" not in origins)
+        return cls._from_mapping(config, where, origins)
+
+    @classmethod
+    def _from_mapping(cls, config: Mapping[str, object], where: str, origins: tuple[str, ...]) -> CorsSettings:
+        unknown = set(config) - _CORS_KEYS
+        if unknown:
+            raise ConfigError(f"{where}: unknown key {sorted(unknown)[0]!r}; expected some of {sorted(_CORS_KEYS)}")
+        allow_origins = (_strings(config["allow_origins"], f"{where}.allow_origins")
+                         if config.get("allow_origins") is not None else tuple(o for o in origins if o != "*"))
+        methods = tuple(m.upper() for m in _strings(config.get("allow_methods", ["GET"]), f"{where}.allow_methods"))
+        bad = [m for m in methods if m not in _METHODS]
+        if bad:
+            raise ConfigError(f"{where}.allow_methods: {bad[0]!r} is not an HTTP method")
+        credentials = config.get("allow_credentials", False)
+        if not isinstance(credentials, bool):
+            raise ConfigError(f"{where}.allow_credentials must be true or false")
+        regex = config.get("allow_origin_regex")
+        if regex is not None:
+            import re
+
+            if not isinstance(regex, str):
+                raise ConfigError(f"{where}.allow_origin_regex must be a string")
+            try:
+                re.compile(regex)
+            except re.error as exc:
+                raise ConfigError(f"{where}.allow_origin_regex is not a valid regular expression: {exc}") from None
+        max_age = config.get("max_age", 600)
+        if not isinstance(max_age, int) or isinstance(max_age, bool) or max_age < 0:
+            raise ConfigError(f"{where}.max_age must be a non-negative integer (seconds)")
+        expose = config.get("expose_headers")
+        return cls(
+            allow_origins=allow_origins, allow_methods=methods,
+            allow_headers=_strings(config.get("allow_headers", []), f"{where}.allow_headers"),
+            allow_credentials=credentials, allow_origin_regex=regex,
+            expose_headers=DEFAULT_EXPOSE_HEADERS if expose is None else _strings(expose, f"{where}.expose_headers"),
+            max_age=max_age,
+        )
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything the service reads from the environment, validated once at start."""
@@ -226,6 +323,9 @@ class Settings:
     metrics_enabled: bool = True
     # The connection for LISTEN (straight to PostgreSQL); None: poll (PgBouncer without DATABASE_LISTEN_URL).
     listen_conninfo: str | None = None
+    # None: no CORS headers at all. Whoever reads langgraph.json's http.cors fills it with
+    # CorsSettings.from_sources(env, http_cors) (the environment still wins).
+    cors: CorsSettings | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -248,4 +348,5 @@ class Settings:
                 listen = database.conninfo
         return cls(database=database, pool=pool, server=server, graphs=graphs,
                    checkpointer=checkpointer, log_level=level,
-                   metrics_enabled=env_bool(env, "METRICS_ENABLED", True), listen_conninfo=listen)
+                   metrics_enabled=env_bool(env, "METRICS_ENABLED", True), listen_conninfo=listen,
+                   cors=CorsSettings.from_sources(env))

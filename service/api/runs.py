@@ -21,7 +21,7 @@ from litestar.params import Parameter
 from litestar.response import Stream
 
 from service.app_types import ResourcesT
-from service.errors import NotServed, Unavailable, Unprocessable
+from service.errors import BAD_REQUEST_RESPONSES, NotServed, Unavailable, Unprocessable
 from service.runs.events import Event
 from service.runs.execution import Outcome, RunCreate
 from service.runs.local import LocalRunManager
@@ -200,22 +200,22 @@ async def create_run_batch(data: list[RunCreate], resources: ResourcesT) -> list
     return [run_json((await _create(resources, None, body, "background")).row) for body in data]
 
 
-@post("/threads/{thread_id:str}/runs/wait", status_code=200)
+@post("/threads/{thread_id:str}/runs/wait", status_code=200, responses=BAD_REQUEST_RESPONSES)
 async def thread_run_wait(thread_id: str, data: RunCreate, resources: ResourcesT) -> Response[Any] | Stream:
     return await _wait(resources, thread_id, data)
 
 
-@post("/threads/{thread_id:str}/runs/stream", status_code=200)
+@post("/threads/{thread_id:str}/runs/stream", status_code=200, responses=BAD_REQUEST_RESPONSES)
 async def thread_run_stream(thread_id: str, data: RunCreate, resources: ResourcesT) -> Stream:
     return await _stream(resources, thread_id, data)
 
 
-@post("/runs/wait", status_code=200)
+@post("/runs/wait", status_code=200, responses=BAD_REQUEST_RESPONSES)
 async def stateless_run_wait(data: RunCreate, resources: ResourcesT) -> Response[Any] | Stream:
     return await _wait(resources, None, data)
 
 
-@post("/runs/stream", status_code=200)
+@post("/runs/stream", status_code=200, responses=BAD_REQUEST_RESPONSES)
 async def stateless_run_stream(data: RunCreate, resources: ResourcesT) -> Stream:
     return await _stream(resources, None, data)
 
@@ -285,7 +285,7 @@ async def cancel_run(thread_id: str, run_id: str, resources: ResourcesT, wait: s
     row = await manager.get(thread_id, run_id)
     await manager.cancel(action=_action(action), run_ids=[str(row["run_id"])])
     if not _flag(wait):
-        return Response(None, status_code=202)
+        return Response(b"", status_code=202, media_type="application/json")
     return await _wait_response(manager.outcome(str(row["run_id"]), thread_id), {},
                                 resources.settings.server.heartbeat_seconds)
 

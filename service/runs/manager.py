@@ -19,8 +19,9 @@ from typing import Any, Literal
 import msgspec
 
 from service import metrics
+from service.assistants import AssistantStore, merge_run_config, resolve_assistant, thread_metadata
 from service.errors import Conflict, NotFound, Unprocessable
-from service.graphs import GraphEntry, resolve
+from service.graphs import GraphEntry
 from service.logging import get_logger
 from service.runs.events import Event, EventLog
 from service.runs.execution import Outcome, RunCreate, encode_kwargs, requested_modes
@@ -55,14 +56,15 @@ class Created:
 
 class QueueRunManager:
     def __init__(self, queue: RunQueue, events: EventLog, notifier: Notifier, threads: ThreadStore,
-                 graphs: dict[str, GraphEntry], *, slots: int, lease: float, sample_interval: float = 10.0,
-                 events_ttl: float = 3600.0, webhook_check: WebhookCheck | None = None,
+                 graphs: dict[str, GraphEntry], assistants: AssistantStore, *, slots: int, lease: float,
+                 sample_interval: float = 10.0, events_ttl: float = 3600.0, webhook_check: WebhookCheck | None = None,
                  webhook_send: WebhookSender | None = None) -> None:
         self.queue = queue
         self.events = events
         self.notifier = notifier
         self.threads = threads
         self.graphs = graphs
+        self.assistants = assistants
         self.webhook_check = webhook_check
         self.sample_interval = sample_interval
         self.events_ttl = events_ttl
@@ -104,32 +106,34 @@ class QueueRunManager:
 
     # -- creating ------------------------------------------------------------------------------------
     async def create(self, thread_id: str | None, body: RunCreate, kind: Kind) -> Created:
-        entry = resolve(self.graphs, body.assistant_id)
         requested_modes(body)
         storable([body.input, body.command and msgspec.structs.asdict(body.command), body.config, body.context,
                   body.metadata], "run")
         if thread_id is not None:
             storable(thread_id, "thread_id")
+        assistant, entry = await resolve_assistant(self.assistants, self.graphs, body.assistant_id)
+        config, context = merge_run_config(assistant, body.config, body.context, entry.graph)
         if body.after_seconds is not None and body.after_seconds < 0:
             raise Unprocessable("after_seconds must not be negative")
         if body.webhook is not None and self.webhook_check is not None:
             self.webhook_check(body.webhook)
-        thread_metadata = {"graph_id": entry.graph_id, "assistant_id": entry.assistant_id}
+        owner = {"graph_id": entry.graph_id, "assistant_id": assistant.assistant_id}
         create: dict[str, Any] | None = None
         temporary = thread_id is None
         if thread_id is None:
-            thread_id, create = new_thread_id(), {**thread_metadata, "temporary": True}
+            thread_id, create = new_thread_id(), {**thread_metadata(assistant, body.config, body.metadata),
+                                                  "temporary": True}
         elif body.if_not_exists == "create":
-            create = dict(thread_metadata)
+            create = thread_metadata(assistant, body.config, body.metadata)
         kwargs = encode_kwargs(body)
-        kwargs["_store_events"] = kind != "wait"
-        kwargs["_kind"] = kind
-        kwargs["_temporary"] = temporary
+        # What the executing pod needs besides the body (never shown in the API: "_" keys).
+        kwargs.update(_store_events=kind != "wait", _kind=kind, _temporary=temporary, _graph_id=entry.graph_id,
+                      _config=config, _context=context)
         run_now = kind != "background" or body.multitask_strategy == "reject" or self.workers.free_slots > 0
         try:
             submitted = await self.queue.submit(
-                thread_id=thread_id, assistant_id=entry.assistant_id, kwargs=kwargs, metadata=body.metadata or {},
-                strategy=body.multitask_strategy, run_now=run_now, create=create, thread_metadata=thread_metadata,
+                thread_id=thread_id, assistant_id=assistant.assistant_id, kwargs=kwargs, metadata=body.metadata or {},
+                strategy=body.multitask_strategy, run_now=run_now, create=create, thread_metadata=owner,
                 after_seconds=body.after_seconds)
         except Conflict:
             metrics.RUNS.labels(entry.graph_id, "rejected").inc()
