@@ -31,7 +31,7 @@ from service.api import assistants, meta, runs, threads
 from service.auth import api_key_guard
 from service.checkpointer import PooledPostgresSaver
 from service.errors import EXCEPTION_HANDLERS
-from service.graphs import GraphEntry, load_graphs
+from service.graphs import GraphEntry, GraphSource, bind_graphs, import_graphs
 from service.logging import get_logger
 from service.middleware import RequestLogMiddleware
 from service.pool import Pool
@@ -103,7 +103,8 @@ class Resources:
 
 
 @asynccontextmanager
-async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
+async def open_resources(settings: Settings, sources: dict[str, GraphSource] | None = None
+                         ) -> AsyncIterator[Resources]:
     pool: AsyncConnectionPool[Any] | None = None
     checkpointer: BaseCheckpointSaver[Any]
     store: BaseStore
@@ -143,7 +144,7 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
             thread_store = PostgresThreadStore(pool, db.application_name("pod"))
         log.info("database_pool_opened", database=db.describe(settings.database.conninfo),
                  min_size=p.min_size, max_size=p.max_size, pgbouncer=p.pgbouncer)
-    graphs = load_graphs(settings.graphs, checkpointer, store)
+    graphs = await bind_graphs(import_graphs(settings.graphs) if sources is None else sources, checkpointer, store)
     metrics.precreate(graphs)
     metrics.set_build_info(VERSION)
     metrics.set_schema(None, schema.required_versions())
@@ -178,9 +179,11 @@ def _set_statement_timeout(seconds: float) -> Any:
 def create_app(settings: Settings) -> Litestar:
     """Assemble the application: routes, plugins, handlers, dependencies. No side effects."""
 
+    sources = import_graphs(settings.graphs)  # a graph that does not import stops the start (ConfigError)
+
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        async with open_resources(settings) as resources:
+        async with open_resources(settings, sources) as resources:
             app.state.resources = resources
             await resources.readiness.check()  # logs what is missing, if anything
             yield

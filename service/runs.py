@@ -251,7 +251,11 @@ class RunManager:
         return config
 
     async def _stream(self, active: ActiveRun, body: RunCreate, stream: bool) -> Outcome:
-        graph = active.entry.graph
+        # A graph factory builds this run's graph from its config (and context); others are the one graph.
+        async with active.entry.for_run(self.config_for(active, body), body.context) as graph:
+            return await self._stream_graph(graph, active, body, stream)
+
+    async def _stream_graph(self, graph: Any, active: ActiveRun, body: RunCreate, stream: bool) -> Outcome:
         requested = _modes(body) if stream else []
         graph_modes = list(dict.fromkeys([_GRAPH_MODE.get(m, m) for m in requested] + ["values", "updates"]))
         emit_modes = {_GRAPH_MODE.get(m, m) for m in requested}
@@ -273,7 +277,7 @@ class RunManager:
         values: dict[str, Any] | None = None
         interrupted = False
         interrupt_list: list[Any] = []
-        async for item in graph.astream(graph_input, config, **kwargs):  # type: ignore[call-overload]
+        async for item in graph.astream(graph_input, config, **kwargs):
             if body.stream_subgraphs:
                 namespace, mode, chunk = item
             else:
