@@ -286,7 +286,7 @@ class StoreTTLSettings:
 
     refresh_on_read: bool = True
     default_ttl: float | None = None
-    sweep_interval_minutes: int | None = None
+    sweep_interval_minutes: float | None = None
 
     @classmethod
     def from_mapping(cls, value: Any, where: str) -> StoreTTLSettings:
@@ -300,8 +300,8 @@ class StoreTTLSettings:
                                     or default <= 0):
             raise ConfigError(f"{where}.default_ttl must be a positive number of minutes, got {default!r}")
         sweep = value.get("sweep_interval_minutes")
-        if sweep is not None and (isinstance(sweep, bool) or not isinstance(sweep, int) or sweep < 1):
-            raise ConfigError(f"{where}.sweep_interval_minutes must be a positive integer, got {sweep!r}")
+        if sweep is not None and (isinstance(sweep, bool) or not isinstance(sweep, int | float) or sweep <= 0):
+            raise ConfigError(f"{where}.sweep_interval_minutes must be a positive number, got {sweep!r}")
         return cls(refresh_on_read=refresh, default_ttl=float(default) if default is not None else None,
                    sweep_interval_minutes=sweep)
 
