@@ -57,6 +57,11 @@ class Conflict(ServiceError):
     title = "Conflict"
 
 
+class NotSupported(ServiceError):
+    status = 501
+    title = "Not Implemented"
+
+
 class Unavailable(ServiceError):
     status = 503
     title = "Service Unavailable"
