@@ -173,7 +173,7 @@ class ServerSettings:
         )
 
 
-DEFAULT_GRAPHS = {"support": "service.graphs.support:graph"}
+DEFAULT_GRAPHS = {"support": "service.graphs.support:graph", "refunds": "service.graphs.refunds:graph"}
 
 
 def parse_graphs(raw: str | None, name: str = "GRAPHS") -> dict[str, str]:
