@@ -39,7 +39,7 @@ from service.logging import get_logger
 from service.middleware import RequestLogMiddleware
 from service.pool import Pool
 from service.runs import RunManager
-from service.settings import Settings
+from service.settings import ConfigError, Settings
 from service.store import config as store_config
 from service.threads import MemoryThreadStore, PostgresThreadStore, ThreadStore
 
@@ -203,10 +203,14 @@ def create_app(settings: Settings) -> Litestar:
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        async with open_resources(settings, sources, index) as resources:
-            app.state.resources = resources
-            await resources.readiness.check()  # logs what is missing, if anything
-            yield
+        try:
+            async with open_resources(settings, sources, index) as resources:
+                app.state.resources = resources
+                await resources.readiness.check()  # logs what is missing, if anything
+                yield
+        except ConfigError as exc:  # e.g. a graph factory that fails: one line for the operator (service.asgi)
+            app.state.startup_error = str(exc)
+            raise
 
     def provide_resources(state: State) -> Resources:
         return state.resources  # type: ignore[no-any-return]

@@ -22,7 +22,7 @@ from service.graphs import import_object
 
 def last_line(text: str) -> str:
     """The exception line of a formatted traceback, without the exception's module path."""
-    lines = [line for line in str(text).splitlines() if line.strip()]
+    lines = [line for line in str(text).splitlines() if line.strip(" |+-")]
     if not lines:
         return "start-up failed"
     line = lines[-1].strip()
@@ -107,7 +107,8 @@ class ServiceASGI:
                 if failure is not None:
                     message = {"type": "lifespan.shutdown.failed", "message": f"http.app shutdown failed: {failure}"}
             elif kind.endswith(".failed"):
-                message = {**message, "message": last_line(message.get("message", ""))}
+                known = getattr(self.api.state, "startup_error", None)
+                message = {**message, "message": known or last_line(message.get("message", ""))}
             await send(message)
 
         try:
