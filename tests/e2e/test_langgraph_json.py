@@ -114,3 +114,28 @@ def test_should_stop_without_a_traceback_when_a_factory_fails(tmp_path: Path) ->
     assert result.returncode != 0
     assert "no model configured" in result.stdout + result.stderr
     assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_should_stop_with_one_line_when_http_apps_startup_fails(tmp_path: Path) -> None:
+    (tmp_path / "app.py").write_text(
+        "async def app(scope, receive, send):\n"
+        "    await receive()\n"
+        "    await send({'type': 'lifespan.startup.failed', 'message': 'Traceback (most recent call last):\\n"
+        "  File x\\nRuntimeError: the cache is unreachable'})\n")
+    result = _serve(tmp_path, {"graphs": {"g": "service.graphs.support:graph"}, "http": {"app": "./app.py:app"}})
+    assert result.returncode != 0
+    assert "http.app start-up failed: the cache is unreachable" in result.stdout
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_should_serve_an_http_app_without_lifespan_support(tmp_path: Path) -> None:
+    (tmp_path / "app.py").write_text(
+        "async def app(scope, receive, send):\n"
+        "    assert scope['type'] == 'http', 'no lifespan here'\n"
+        "    await send({'type': 'http.response.start', 'status': 204, 'headers': []})\n"
+        "    await send({'type': 'http.response.body', 'body': b''})\n")
+    (tmp_path / "langgraph.json").write_text(json.dumps({"graphs": {"g": "service.graphs.support:graph"},
+                                                         "http": {"app": "./app.py:app"}}))
+    with ServiceProcess(None, CHECKPOINTER="memory", GRAPHS="", LANGGRAPH_CONFIG=str(tmp_path / "langgraph.json")) as p:
+        assert httpx.get(p.url + "/anything").status_code == 204
+        assert httpx.get(p.url + "/info").json()["graphs"] == ["g"]
