@@ -4,7 +4,8 @@ Run by the chart's optional CronJob. Threads are taken oldest first in batches: 
 thread rows are deleted (only those still idle and still older than the cutoff, so a thread
 that got a run meanwhile is kept), then their checkpoints, blobs and writes go through the
 checkpointer's own ``aprune``. With ``--strategy keep_latest`` the threads stay and only their
-checkpoint history is cut down to the latest checkpoint.
+checkpoint history is cut down to the latest checkpoint. Without the flags, ``checkpointer.ttl``
+of langgraph.json (``LANGGRAPH_CONFIG``) gives them: ``default_ttl`` (minutes) and ``strategy``.
 
 Exit 0 on success; otherwise one line on stderr and a non-zero code (2 bad arguments or
 settings, 4 database unreachable, 1 anything else).
@@ -26,7 +27,7 @@ from psycopg_pool import AsyncConnectionPool
 from service import db
 from service import logging as service_logging
 from service.checkpointer import PooledPostgresSaver
-from service.settings import ConfigError, DatabaseSettings
+from service.settings import CheckpointerTTLSettings, ConfigError, DatabaseSettings
 from service.threads import LIVE_HOLDER
 
 log = service_logging.get_logger("service.prune")
@@ -79,19 +80,30 @@ async def prune(conninfo: str, older_than_days: float, strategy: str, batch: int
 def main(argv: list[str] | None = None) -> int:
     service_logging.configure()
     parser = argparse.ArgumentParser(prog="python -m service.prune", description=__doc__.splitlines()[0])
-    parser.add_argument("--older-than-days", type=float, required=True,
-                        help="remove threads not updated for this many days")
-    parser.add_argument("--strategy", choices=["delete", "keep_latest"], default="delete",
-                        help="delete the threads, or keep them with only their latest checkpoint")
+    parser.add_argument("--older-than-days", type=float, default=None,
+                        help="remove threads not updated for this many days (default: checkpointer.ttl.default_ttl "
+                             "of the langgraph.json LANGGRAPH_CONFIG names, in minutes there)")
+    parser.add_argument("--strategy", choices=["delete", "keep_latest"], default=None,
+                        help="delete the threads, or keep them with only their latest checkpoint (default: "
+                             "checkpointer.ttl.strategy, else delete)")
     parser.add_argument("--batch-size", type=int, default=500)
     args = parser.parse_args(argv)
-    if args.older_than_days <= 0 or args.batch_size < 1:
-        print("prune: error: --older-than-days must be positive and --batch-size at least 1", file=sys.stderr)
-        return 2
     try:
+        ttl = CheckpointerTTLSettings.from_env()
         database = DatabaseSettings.from_env()
     except ConfigError as exc:
         print(f"prune: error: {exc}", file=sys.stderr)
+        return 2
+    if args.older_than_days is None and ttl is not None and ttl.default_ttl is not None:
+        args.older_than_days = ttl.default_ttl / (24 * 60)
+    if args.strategy is None:
+        args.strategy = ttl.strategy if ttl is not None else "delete"
+    if args.older_than_days is None:
+        print("prune: error: --older-than-days is required (or checkpointer.ttl.default_ttl in langgraph.json)",
+              file=sys.stderr)
+        return 2
+    if args.older_than_days <= 0 or args.batch_size < 1:
+        print("prune: error: --older-than-days must be positive and --batch-size at least 1", file=sys.stderr)
         return 2
     started = time.monotonic()
     try:

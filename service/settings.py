@@ -357,6 +357,13 @@ class CheckpointerTTLSettings:
         return cls(strategy=strategy, default_ttl=float(default) if default is not None else None,
                    sweep_interval_minutes=sweep)
 
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> CheckpointerTTLSettings | None:
+        """``checkpointer.ttl`` of the langgraph.json ``LANGGRAPH_CONFIG`` names (None without one)."""
+        file = langgraph_json.from_env(os.environ if env is None else env)
+        ttl = file.checkpointer.get("ttl")
+        return cls.from_mapping(ttl, f"{file.path}: checkpointer.ttl") if ttl is not None else None
+
 
 @dataclass(frozen=True)
 class Settings:

@@ -136,3 +136,31 @@ def test_should_serve_openapi_json_beside_docs(pod: tuple[ServiceProcess, str]) 
     assert spec["openapi"].startswith("3.") and "/store/items" in spec["paths"]
     assert "/threads/{thread_id}/copy" in spec["paths"]
     assert httpx.get(pod[0].url + "/docs/openapi.json").json()["paths"] == spec["paths"]
+
+
+class TestPruneJobFromLanggraphJson:
+    def test_should_take_retention_and_strategy_from_checkpointer_ttl(
+            self, client: SyncLangGraphClient, pod: tuple[ServiceProcess, str], tmp_path: Any) -> None:
+        import json
+        import subprocess
+        import sys
+
+        from service.db import to_url
+        from tests.support.race import ROOT, python_env
+
+        old, recent = paused(client), paused(client)
+        with psycopg.connect(pod[1], autocommit=True) as conn:
+            conn.execute("UPDATE threads SET updated_at = now() - interval '40 days' WHERE thread_id = %s", (old,))
+        config = tmp_path / "langgraph.json"
+        config.write_text(json.dumps({"checkpointer": {"ttl": {"strategy": "keep_latest", "default_ttl": 30 * 1440}}}))
+        env = python_env(DATABASE_URL=to_url(pod[1]), LANGGRAPH_CONFIG=str(config))
+        result = subprocess.run([sys.executable, "-m", "service.prune"], cwd=ROOT, env=env, capture_output=True,
+                                text=True, timeout=60, check=False)
+        assert result.returncode == 0, result.stderr
+        assert client.threads.get(old)["status"] == "interrupted"  # keep_latest: the thread stays ...
+        assert len(client.threads.get_history(old, limit=100)) == 1  # ... with its latest checkpoint only
+        assert len(client.threads.get_history(recent, limit=100)) > 1  # younger than 30 days: untouched
+        bare = subprocess.run([sys.executable, "-m", "service.prune"], cwd=ROOT, capture_output=True, text=True,
+                              env=python_env(DATABASE_URL=to_url(pod[1])), timeout=60, check=False)
+        assert bare.returncode == 2 and len(bare.stderr.strip().splitlines()) == 1
+        assert "--older-than-days" in bare.stderr and "Traceback" not in bare.stderr
