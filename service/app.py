@@ -123,6 +123,8 @@ async def open_resources(settings: Settings, sources: dict[str, GraphSource] | N
     store: BaseStore
     thread_store: ThreadStore
     sweeper: AsyncPostgresStore | None = None
+    if index is None:
+        index = store_config.index_config(settings.store)
     if settings.checkpointer == "memory":
         from langgraph.checkpoint.memory import InMemorySaver
         from langgraph.store.memory import InMemoryStore
