@@ -13,9 +13,10 @@ from typing import Any
 import msgspec
 from langgraph.store.base import InvalidNamespaceError
 from litestar import Response, delete, get, post, put
+from litestar.openapi import ResponseSpec
 
 from service.app_types import ResourcesT
-from service.errors import BadRequest, Unprocessable
+from service.errors import PROBLEM_JSON, BadRequest, Unprocessable
 from service.validation import storable
 
 MAX_LIMIT = 1000
@@ -87,7 +88,8 @@ async def put_item(data: PutItem, resources: ResourcesT) -> None:
         raise _store_error(exc) from None
 
 
-@get("/store/items")
+@get("/store/items", responses={400: ResponseSpec(data_container=dict[str, Any], media_type=PROBLEM_JSON,
+                                                  description="No key was given (as the LangGraph Server answers)")})
 async def get_item(resources: ResourcesT, key: str | None = None, namespace: list[str] | None = None,
                    refresh_ttl: bool | None = None) -> Response[Any]:
     if not key:
