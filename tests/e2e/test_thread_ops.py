@@ -164,3 +164,22 @@ class TestPruneJobFromLanggraphJson:
                               env=python_env(DATABASE_URL=to_url(pod[1])), timeout=60, check=False)
         assert bare.returncode == 2 and len(bare.stderr.strip().splitlines()) == 1
         assert "--older-than-days" in bare.stderr and "Traceback" not in bare.stderr
+
+
+def test_should_not_prune_a_thread_a_run_holds(client: SyncLangGraphClient, pod: tuple[ServiceProcess, str]) -> None:
+    import threading
+    import time
+
+    thread_id = client.threads.create(graph_id="slow")["thread_id"]
+    done: list[Any] = []
+    runner = threading.Thread(target=lambda: done.append(get_sync_client(url=pod[0].url).runs.wait(
+        thread_id, "slow", input={"messages": [{"role": "user", "content": "hold"}], "delay": 5})))
+    runner.start()
+    deadline = time.monotonic() + 60
+    while client.threads.get(thread_id)["status"] != "busy":
+        assert time.monotonic() < deadline, "the run never took the thread"
+        time.sleep(0.05)
+    assert client.threads.prune([thread_id], strategy="delete") == {"pruned_count": 0}
+    runner.join(timeout=60)
+    assert done and client.threads.get(thread_id)["status"] == "idle"
+    assert client.threads.prune([thread_id], strategy="delete") == {"pruned_count": 1}
