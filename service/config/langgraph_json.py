@@ -40,10 +40,14 @@ class LanggraphJson:
         return self.path.parent if self.path is not None else None
 
 
+def is_file_target(target: str) -> bool:
+    """``./agent.py`` or ``/srv/agent.py`` (a file) rather than ``pkg.agent`` (a module)."""
+    return "/" in target or target.endswith(".py")
+
+
 def is_file_path(spec: str) -> bool:
     """``./agent.py:graph`` or ``/srv/agent.py:graph`` (a file) rather than ``pkg.agent:graph``."""
-    target = spec.rsplit(":", 1)[0]
-    return "/" in target or target.endswith(".py")
+    return is_file_target(spec.rpartition(":")[0])
 
 
 def resolve_path(spec: str, base_dir: Path | None) -> str:

@@ -34,7 +34,7 @@ from langgraph.pregel import Pregel
 from langgraph_sdk.runtime import ServerRuntime, _ExecutionRuntime, _ReadRuntime
 
 from service.config import ConfigError
-from service.config.langgraph_json import is_file_path
+from service.config.langgraph_json import is_file_target
 
 NAMESPACE_GRAPH = uuid.UUID("6ba7b821-9dad-11d1-80b4-00c04fd430c8")
 # Given a run's config and runtime, the keyword arguments of one factory's call.
@@ -81,7 +81,7 @@ def assistant_id_for(graph_id: str) -> str:
 
 
 def _import_module(graph_id: str, target: str) -> Any:
-    if not is_file_path(target + ":x"):
+    if not is_file_target(target):
         return importlib.import_module(target)
     path = Path(target)
     if not path.is_file():
