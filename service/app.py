@@ -28,7 +28,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.plugins.prometheus import PrometheusConfig
 from psycopg_pool import AsyncConnectionPool
 
-from service import db, instrumentation, metrics, schema
+from service import db, instrumentation, metrics, schema, thread_storage
 from service.api import assistants, meta, runs, threads
 from service.api import store as store_api
 from service.auth import api_key_guard
@@ -173,6 +173,10 @@ async def open_resources(settings: Settings, sources: dict[str, GraphSource] | N
                           Readiness(pool, components=schema.components(settings.store.index)))
     if sweeper is not None:  # expired items are deleted by every pod (plain DML, idempotent)
         await sweeper.start_ttl_sweeper()
+    thread_ttl = settings.checkpointer_ttl
+    thread_sweeper = (asyncio.create_task(thread_storage.sweep_threads(pool, checkpointer, thread_ttl),
+                                          name="thread-ttl-sweeper")
+                      if pool is not None and thread_ttl is not None and thread_ttl.default_ttl is not None else None)
     try:
         async with (instrumentation.pool_gauges(pool) if pool is not None and settings.metrics_enabled
                     else contextlib.nullcontext()):
@@ -184,6 +188,10 @@ async def open_resources(settings: Settings, sources: dict[str, GraphSource] | N
             log.warning("drain_timeout", runs_still_running=left)
         if sweeper is not None:
             await sweeper.stop_ttl_sweeper(timeout=5)
+        if thread_sweeper is not None:
+            thread_sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await thread_sweeper
         if pool is not None:
             await pool.close()
             log.info("database_pool_closed")

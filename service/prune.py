@@ -28,23 +28,9 @@ from service import db
 from service import logging as service_logging
 from service.checkpointer import PooledPostgresSaver
 from service.settings import CheckpointerTTLSettings, ConfigError, DatabaseSettings
-from service.threads import LIVE_HOLDER
+from service.thread_storage import prune_idle
 
 log = service_logging.get_logger("service.prune")
-
-_SELECT_SQL = f"""
-SELECT t.thread_id, t.updated_at FROM threads t
-WHERE t.updated_at < %(cutoff)s AND NOT ({LIVE_HOLDER})
-  AND (t.updated_at, t.thread_id) > (%(after_ts)s, %(after_id)s)
-ORDER BY t.updated_at, t.thread_id LIMIT %(batch)s
-"""
-_DELETE_SQL = f"""
-DELETE FROM threads t WHERE t.thread_id = ANY(%(ids)s) AND t.updated_at < %(cutoff)s
-  AND NOT ({LIVE_HOLDER})
-  AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.thread_id = t.thread_id AND r.status = 'pending'
-                  AND r.lease_expires_at > now())
-RETURNING t.thread_id
-"""
 
 
 async def prune(conninfo: str, older_than_days: float, strategy: str, batch: int) -> int:
@@ -54,25 +40,8 @@ async def prune(conninfo: str, older_than_days: float, strategy: str, batch: int
         min_size=1, max_size=2, open=False, kwargs={"autocommit": True, "row_factory": dict_row})
     await pool.open(wait=True, timeout=30)
     saver = PooledPostgresSaver(pool)
-    pruned = 0
-    after: tuple[dt.datetime, str] = (dt.datetime.min.replace(tzinfo=dt.UTC), "")
     try:
-        while True:
-            async with pool.connection() as conn:
-                cur = await conn.execute(_SELECT_SQL, {"cutoff": cutoff, "after_ts": after[0], "after_id": after[1],
-                                                       "batch": batch})
-                rows = await cur.fetchall()
-                if not rows:
-                    return pruned
-                after = (rows[-1]["updated_at"], rows[-1]["thread_id"])
-                ids = [r["thread_id"] for r in rows]
-                if strategy == "delete":
-                    cur = await conn.execute(_DELETE_SQL, {"ids": ids, "cutoff": cutoff})
-                    ids = [r["thread_id"] for r in await cur.fetchall()]
-            if ids:
-                await saver.aprune(ids, strategy=strategy)
-                pruned += len(ids)
-                log.info("prune_batch", threads=len(ids), strategy=strategy)
+        return await prune_idle(pool, saver, cutoff, strategy, batch)
     finally:
         await pool.close()
 

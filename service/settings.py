@@ -334,11 +334,11 @@ class StoreSettings:
 
 @dataclass(frozen=True)
 class CheckpointerTTLSettings:
-    """``checkpointer.ttl``: how old threads are swept (kept for the prune job; minutes)."""
+    """``checkpointer.ttl``: threads idle for ``default_ttl`` minutes are pruned (by the pods and the prune job)."""
 
     strategy: str = "delete"
     default_ttl: float | None = None
-    sweep_interval_minutes: int | None = None
+    sweep_interval_minutes: float | None = None
 
     @classmethod
     def from_mapping(cls, value: Any, where: str) -> CheckpointerTTLSettings:
@@ -352,8 +352,8 @@ class CheckpointerTTLSettings:
                                     or default <= 0):
             raise ConfigError(f"{where}.default_ttl must be a positive number of minutes, got {default!r}")
         sweep = value.get("sweep_interval_minutes")
-        if sweep is not None and (isinstance(sweep, bool) or not isinstance(sweep, int) or sweep < 1):
-            raise ConfigError(f"{where}.sweep_interval_minutes must be a positive integer, got {sweep!r}")
+        if sweep is not None and (isinstance(sweep, bool) or not isinstance(sweep, int | float) or sweep <= 0):
+            raise ConfigError(f"{where}.sweep_interval_minutes must be a positive number, got {sweep!r}")
         return cls(strategy=strategy, default_ttl=float(default) if default is not None else None,
                    sweep_interval_minutes=sweep)
 

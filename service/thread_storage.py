@@ -1,18 +1,24 @@
-"""Whole-thread operations over the thread row and its checkpoints: copy, prune, storage size.
+"""Whole-thread operations over the thread row and its checkpoints: copy, prune, sweep, storage size.
 
 The checkpoint tables are LangGraph's (``checkpoints``, ``checkpoint_blobs``,
 ``checkpoint_writes``); a copy writes the new thread's row and every one of its checkpoint rows
-in one transaction, so a copy is either whole or absent.
+in one transaction, so a copy is either whole or absent. Pruning idle threads (the prune job,
+and the pods' sweep when langgraph.json sets ``checkpointer.ttl``) deletes the rows first, only
+those still idle and still past the cutoff, then their checkpoints through the checkpointer.
 """
 
 from __future__ import annotations
 
+import asyncio
+import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
 
 from service.errors import Conflict
+from service.logging import get_logger
+from service.settings import CheckpointerTTLSettings
 from service.threads import _THREAD_COLUMNS, LIVE_HOLDER, _thread_json, new_thread_id
 
 # The new thread takes the source's metadata, values and interrupts; a busy source copies as idle
@@ -55,6 +61,23 @@ _DELETE_CHECKPOINT_ROWS = (
     "DELETE FROM checkpoint_blobs WHERE thread_id = ANY(%(ids)s)",
     "DELETE FROM checkpoint_writes WHERE thread_id = ANY(%(ids)s)",
 )
+
+# Idle threads past a cutoff, oldest first, in keyset pages; deleted only if still idle and old.
+_IDLE_SQL = f"""
+SELECT t.thread_id, t.updated_at FROM threads t
+WHERE t.updated_at < %(cutoff)s AND NOT ({LIVE_HOLDER})
+  AND (t.updated_at, t.thread_id) > (%(after_ts)s, %(after_id)s)
+ORDER BY t.updated_at, t.thread_id LIMIT %(batch)s
+"""
+_DELETE_IDLE_SQL = f"""
+DELETE FROM threads t WHERE t.thread_id = ANY(%(ids)s) AND t.updated_at < %(cutoff)s
+  AND NOT ({LIVE_HOLDER})
+  AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.thread_id = t.thread_id AND r.status = 'pending'
+                  AND r.lease_expires_at > now())
+RETURNING t.thread_id
+"""
+
+log = get_logger("service.thread_storage")
 
 # Bytes as stored (pg_column_size: after compression, TOAST included).
 _STORAGE_SQL = """
@@ -124,3 +147,44 @@ class ThreadStorage:
                                "by_channel": by_channel},
             "pending_writes": {"count": int(totals["writes"]), "bytes": write_bytes},
         }
+
+
+async def prune_idle(pool: AsyncConnectionPool[Any], checkpointer: Any, cutoff: dt.datetime, strategy: str,
+                     batch: int = 500) -> int:
+    """Prune every thread idle since before ``cutoff``; the number pruned."""
+    pruned = 0
+    after: tuple[dt.datetime, str] = (dt.datetime.min.replace(tzinfo=dt.UTC), "")
+    while True:
+        async with pool.connection() as conn:
+            cur = await conn.execute(_IDLE_SQL, {"cutoff": cutoff, "after_ts": after[0], "after_id": after[1],
+                                                 "batch": batch})
+            rows = await cur.fetchall()
+            if not rows:
+                return pruned
+            after = (rows[-1]["updated_at"], rows[-1]["thread_id"])
+            ids = [r["thread_id"] for r in rows]
+            if strategy == "delete":
+                cur = await conn.execute(_DELETE_IDLE_SQL, {"ids": ids, "cutoff": cutoff})
+                ids = [r["thread_id"] for r in await cur.fetchall()]
+        if ids:
+            await checkpointer.aprune(ids, strategy=strategy)
+            pruned += len(ids)
+            log.info("prune_batch", threads=len(ids), strategy=strategy)
+
+
+async def sweep_threads(pool: AsyncConnectionPool[Any], checkpointer: Any, ttl: CheckpointerTTLSettings) -> None:
+    """``checkpointer.ttl`` in a pod: every ``sweep_interval_minutes`` (default 5), prune threads idle
+    for longer than ``default_ttl`` minutes. Every pod may sweep: the statements are idempotent DML."""
+    assert ttl.default_ttl is not None
+    interval = 60 * (ttl.sweep_interval_minutes or 5)
+    while True:
+        await asyncio.sleep(interval)
+        cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=ttl.default_ttl)
+        try:
+            pruned = await prune_idle(pool, checkpointer, cutoff, ttl.strategy)
+        except Exception as exc:  # the next sweep tries again; one line, no traceback
+            log.warning("thread_sweep_failed", error_type=type(exc).__name__,
+                        error=(str(exc).splitlines() or [""])[0][:200])
+            continue
+        if pruned:
+            log.info("threads_swept", threads=pruned, strategy=ttl.strategy)

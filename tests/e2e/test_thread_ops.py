@@ -183,3 +183,25 @@ def test_should_not_prune_a_thread_a_run_holds(client: SyncLangGraphClient, pod:
     runner.join(timeout=60)
     assert done and client.threads.get(thread_id)["status"] == "idle"
     assert client.threads.prune([thread_id], strategy="delete") == {"pruned_count": 1}
+
+
+def test_should_sweep_threads_idle_past_checkpointer_ttl(migrated_db: str, tmp_path: Any) -> None:
+    import json
+    import time
+
+    config = tmp_path / "langgraph.json"
+    config.write_text(json.dumps({"checkpointer": {"ttl": {"strategy": "delete", "default_ttl": 60,
+                                                           "sweep_interval_minutes": 0.01}}}))
+    with ServiceProcess(migrated_db, LANGGRAPH_CONFIG=str(config)) as p:
+        client = get_sync_client(url=p.url)
+        old, recent = paused(client), paused(client)
+        with psycopg.connect(migrated_db, autocommit=True) as conn:
+            conn.execute("UPDATE threads SET updated_at = now() - interval '2 hours' WHERE thread_id = %s", (old,))
+        deadline = time.monotonic() + 60
+        while httpx.get(f"{p.url}/threads/{old}").status_code != 404:
+            assert time.monotonic() < deadline, "the pod never swept the idle thread"
+            time.sleep(0.2)
+        assert rows(migrated_db, old) == [0, 0, 0]
+        assert client.threads.get(recent)["status"] == "interrupted"
+        assert rows(migrated_db, recent)[0] > 0
+    assert '"threads_swept"' in p.logs()
