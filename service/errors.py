@@ -59,8 +59,8 @@ class Conflict(ServiceError):
     title = "Conflict"
 
 
-class NotServed(ServiceError):
-    """An operation this configuration cannot serve (background runs with CHECKPOINTER=memory)."""
+class NotSupported(ServiceError):
+    """An operation this configuration cannot serve (background runs, storage with CHECKPOINTER=memory)."""
 
     status = 501
     title = "Not Implemented"

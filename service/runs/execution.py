@@ -134,12 +134,18 @@ async def run_graph(entry: GraphEntry, body: RunCreate, target: RunTarget, emit:
     ``resume``: the run already wrote checkpoints on an earlier attempt (its pod died); it continues
     from the thread's last checkpoint instead of starting over with its input.
     """
-    run_id, thread_id = target.run_id, target.thread_id
-    graph = entry.graph
+    # A graph factory builds this run's graph from its config (and context); others are the one graph.
+    config = config_for(entry, body, target.run_id, target.thread_id, target.assistant_id, target.config)
+    async with entry.for_run(config, target.context) as graph:
+        return await _run(graph, config, body, target, emit, resume)
+
+
+async def _run(graph: Any, config: dict[str, Any], body: RunCreate, target: RunTarget, emit: Emit | None,
+               resume: bool) -> Outcome:
+    thread_id = target.thread_id
     requested = requested_modes(body) if emit is not None else []
     graph_modes = list(dict.fromkeys([_GRAPH_MODE.get(m, m) for m in requested] + ["values", "updates"]))
     emit_modes = {_GRAPH_MODE.get(m, m) for m in requested}
-    config = config_for(entry, body, run_id, thread_id, target.assistant_id, target.config)
     graph_input: Any = body.input
     if resume:
         graph_input = None
@@ -158,7 +164,7 @@ async def run_graph(entry: GraphEntry, body: RunCreate, target: RunTarget, emit:
     values: dict[str, Any] | None = None
     interrupted = False
     interrupt_list: list[Any] = []
-    async for item in graph.astream(graph_input, config, **kwargs):  # type: ignore[call-overload]
+    async for item in graph.astream(graph_input, config, **kwargs):
         if body.stream_subgraphs:
             namespace, mode, chunk = item
         else:

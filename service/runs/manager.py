@@ -34,6 +34,7 @@ from service.validation import storable
 log = get_logger("service.runs")
 
 Kind = Literal["wait", "stream", "background"]
+_MAX_UUID = "ffffffff-ffff-ffff-ffff-ffffffffffff"  # a cursor after every run created at the same instant
 WebhookSender = Callable[[str, dict[str, Any]], Coroutine[Any, Any, None]]
 WebhookCheck = Callable[[str], None]
 
@@ -200,6 +201,26 @@ class QueueRunManager:
                 return
         async for item in self.events.follow(run_id, after):
             yield item
+
+    async def follow_thread(self, thread_id: str, resume: tuple[str, int] | None
+                            ) -> AsyncIterator[tuple[str, Event]]:
+        """The events of the thread's runs, one run after another, from its oldest live run (or the
+        run and event ``resume`` names) on, and of every run created later, until the client leaves."""
+        if resume is not None:
+            row = await self.queue.get(resume[0], thread_id)
+            async for item in self.follow(resume[0], resume[1]):
+                yield resume[0], item
+            after_ts, after_id = row["created_at"], resume[0]
+        else:
+            after_ts, after_id = await self.queue.thread_start(thread_id), _MAX_UUID
+        while True:
+            nxt = await self.queue.next_run(thread_id, after_ts, after_id)
+            if nxt is None:
+                await self.notifier.wait(CHANNEL_RUNS, timeout=min(1.0, self.notifier.poll_interval))
+                continue
+            async for item in self.follow(nxt["run_id"]):
+                yield nxt["run_id"], item
+            after_ts, after_id = nxt["created_at"], nxt["run_id"]
 
     # -- the other operations ------------------------------------------------------------------------
     async def get(self, thread_id: str | None, run_id: str) -> dict[str, Any]:
