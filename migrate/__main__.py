@@ -21,7 +21,8 @@ from collections.abc import Sequence
 from migrate import pushgateway
 from migrate.runner import DEFAULT_LOCK_KEY, ExitCode, MigrationError, Options, Report, run
 from service import logging as service_logging
-from service.settings import ConfigError, DatabaseSettings, DatabaseURLError, env_float, env_int
+from service import schema
+from service.settings import ConfigError, DatabaseSettings, DatabaseURLError, StoreSettings, env_float, env_int
 
 log = service_logging.get_logger("migrate")
 
@@ -94,6 +95,8 @@ def options_from(args: argparse.Namespace, env: dict[str, str] | os._Environ[str
         check=args.check,
         dry_run=args.dry_run,
         allow_pooler=args.allow_pooler or env.get("MIGRATE_ALLOW_POOLER", "").lower() in ("1", "true", "yes"),
+        # The store index (LANGGRAPH_STORE or langgraph.json's store.index) decides the vector steps.
+        components=schema.components(StoreSettings.from_env(env).index),
     )
 
 

@@ -77,6 +77,8 @@ class Options:
     check: bool = False
     dry_run: bool = False
     allow_pooler: bool = False
+    # What the deployment needs: schema.components(store index) (the vector steps only with an index).
+    components: tuple[schema.Component, ...] = schema.COMPONENTS
 
 
 @dataclass(frozen=True)
@@ -107,13 +109,14 @@ class Report:
     ddl_retries: int = 0
     lock_wait_seconds: float = 0.0
     duration_seconds: float = 0.0
+    required: dict[str, int] = field(default_factory=schema.required_versions)
 
     def fields(self) -> dict[str, Any]:
         return {
             "outcome": self.outcome,
             "versions_before": self.versions_before,
             "versions_after": self.versions_after,
-            "required": schema.required_versions(),
+            "required": self.required,
             "steps_applied": self.steps_applied,
             "steps_applied_count": len(self.steps_applied),
             "pending": self.pending,
@@ -135,10 +138,11 @@ class MigrationError(Exception):
         self.details = details
 
 
-def pending_steps(versions: dict[str, int]) -> list[Step]:
+def pending_steps(versions: dict[str, int], components: tuple[schema.Component, ...] = schema.COMPONENTS
+                  ) -> list[Step]:
     return [
         Step(component, version)
-        for component in schema.COMPONENTS
+        for component in components
         for version in range(versions.get(component.name, -1) + 1, len(component.steps))
     ]
 
@@ -217,16 +221,18 @@ def _explain(failure: db.Failure, exc: BaseException, conninfo: str) -> str:
 
 def _inspect(conn: psycopg.Connection[dict[str, Any]], options: Options, report: Report) -> None:
     """--check and --dry-run: read versions and index state; take no lock, change nothing."""
-    report.versions_before = report.versions_after = schema.read_versions(conn)
-    report.pending = [s.label for s in pending_steps(report.versions_before)]
-    report.invalid_indexes = [s.name for s in _broken_indexes(conn, report.versions_before)]
+    comps = options.components
+    report.required = schema.required_versions(comps)
+    report.versions_before = report.versions_after = schema.read_versions(conn, comps)
+    report.pending = [s.label for s in pending_steps(report.versions_before, comps)]
+    report.invalid_indexes = [s.name for s in _broken_indexes(conn, report.versions_before, comps)]
     if options.dry_run:
         report.outcome = "dry_run"
-        for step in pending_steps(report.versions_before):
+        for step in pending_steps(report.versions_before, comps):
             log.info("migration_step_pending", step=step.label,
                      statement=" ".join(step.statement.split())[:200])
         return
-    gaps = schema.missing(report.versions_before)
+    gaps = schema.missing(report.versions_before, comps)
     if gaps or report.invalid_indexes:
         report.outcome = "behind"
         problems = []
@@ -238,10 +244,11 @@ def _inspect(conn: psycopg.Connection[dict[str, Any]], options: Options, report:
     report.outcome = "current"
 
 
-def _up_to_date(conn: psycopg.Connection[dict[str, Any]]) -> dict[str, int] | None:
+def _up_to_date(conn: psycopg.Connection[dict[str, Any]],
+                components: tuple[schema.Component, ...] = schema.COMPONENTS) -> dict[str, int] | None:
     """The versions, when the schema needs nothing (every step at or beyond, every index valid)."""
-    versions = schema.read_versions(conn)
-    if schema.missing(versions) or _broken_indexes(conn, versions):
+    versions = schema.read_versions(conn, components)
+    if schema.missing(versions, components) or _broken_indexes(conn, versions, components):
         return None
     return versions
 
@@ -249,7 +256,9 @@ def _up_to_date(conn: psycopg.Connection[dict[str, Any]]) -> dict[str, int] | No
 def _migrate(conn: psycopg.Connection[dict[str, Any]], options: Options, report: Report) -> None:
     # Versions only grow, so a schema that needs nothing now needs nothing under the lock either:
     # copies that start after (or while waiting for) the one that applies the steps finish at once.
-    current = _up_to_date(conn)
+    comps = options.components
+    report.required = schema.required_versions(comps)
+    current = _up_to_date(conn, comps)
     if current is None:
         report.lock_wait_seconds, current = _acquire_lock(conn, options)
     if current is not None:
@@ -259,20 +268,23 @@ def _migrate(conn: psycopg.Connection[dict[str, Any]], options: Options, report:
     try:
         conn.execute(sql.SQL("SET lock_timeout = {}").format(
             sql.Literal(f"{int(options.ddl_lock_timeout * 1000)}ms")))
-        report.versions_before = schema.read_versions(conn)
-        for step in pending_steps(report.versions_before):
+        report.versions_before = schema.read_versions(conn, comps)
+        pending = pending_steps(report.versions_before, comps)
+        if any(step.component.name == schema.VECTOR_COMPONENT for step in pending):
+            _require_pgvector(conn, report)
+        for step in pending:
             _apply(conn, step, options, report)
             report.steps_applied.append(step.label)
             log.info("migration_step_applied", step=step.label)
-        versions = schema.read_versions(conn)
-        for spec in _broken_indexes(conn, versions):
+        versions = schema.read_versions(conn, comps)
+        for spec in _broken_indexes(conn, versions, comps):
             _with_retries(conn, f"repair {spec.name}", options, report,
                           lambda spec=spec: _rebuild_index(conn, spec))
             report.indexes_repaired.append(spec.name)
             log.warning("migration_index_repaired", index=spec.name, table=spec.table)
-        report.versions_after = schema.read_versions(conn)
-        left = [s.name for s in _broken_indexes(conn, report.versions_after)]
-        gaps = schema.missing(report.versions_after)
+        report.versions_after = schema.read_versions(conn, comps)
+        left = [s.name for s in _broken_indexes(conn, report.versions_after, comps)]
+        gaps = schema.missing(report.versions_after, comps)
         if gaps or left:
             raise MigrationError(ExitCode.STEP_FAILED, "schema still behind after migrating: "
                                  + schema.describe_missing(gaps) + " ".join(left), report=report)
@@ -300,7 +312,7 @@ def _acquire_lock(
         row = conn.execute("SELECT pg_try_advisory_lock(%s) AS ok", (options.lock_key,)).fetchone()
         if row is not None and row["ok"]:
             return time.monotonic() - started, None
-        current = _up_to_date(conn)
+        current = _up_to_date(conn, options.components)
         if current is not None:
             return time.monotonic() - started, current
         now = time.monotonic()
@@ -343,6 +355,13 @@ def _describe_holder(holder: dict[str, Any] | None) -> str:
         return "a session that has since released it"
     return (f"pid {holder['pid']} (application_name {holder['application_name']!r}, "
             f"state {holder['state']}, query age {holder['query_age_seconds']:.1f}s)")
+
+
+def _require_pgvector(conn: psycopg.Connection[dict[str, Any]], report: Report) -> None:
+    """Fail with one clear line when store.index needs pgvector and the server cannot provide it."""
+    row = conn.execute(schema.VECTOR_AVAILABLE_SQL).fetchone()
+    if row is None or not (row["installed"] or row["available"]):
+        raise MigrationError(ExitCode.STEP_FAILED, schema.NO_PGVECTOR, report=report)
 
 
 def _apply(conn: psycopg.Connection[dict[str, Any]], step: Step, options: Options, report: Report) -> None:
@@ -394,9 +413,10 @@ def _drop_if_invalid(conn: psycopg.Connection[dict[str, Any]], name: str) -> Non
         conn.execute(sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(sql.Identifier(name)))
 
 
-def _broken_indexes(conn: psycopg.Connection[dict[str, Any]], versions: dict[str, int]) -> list[schema.IndexSpec]:
+def _broken_indexes(conn: psycopg.Connection[dict[str, Any]], versions: dict[str, int],
+                    components: tuple[schema.Component, ...] = schema.COMPONENTS) -> list[schema.IndexSpec]:
     """Indexes whose step is recorded as applied but which are missing or invalid."""
-    specs = [s for s in schema.expected_indexes() if versions.get(s.component, -1) >= s.version]
+    specs = [s for s in schema.expected_indexes(components) if versions.get(s.component, -1) >= s.version]
     if not specs:
         return []
     rows = conn.execute(schema.INDEX_STATE_SQL, ([s.name for s in specs],)).fetchall()

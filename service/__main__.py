@@ -7,6 +7,7 @@ the pool closes.
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
@@ -40,15 +41,21 @@ def main() -> int:
         print(f"service: error: {exc}", file=sys.stderr)
         return 2
     service_logging.configure(settings.log_level)
+    # langgraph.json's ``env``: set for the graphs' own code, never over the process environment.
+    os.environ.update(settings.extra_env)
+    if settings.config_path:  # graphs named as modules beside langgraph.json import from its directory
+        sys.path.insert(0, os.path.dirname(os.path.abspath(settings.config_path)))
     from service.app import create_app
+    from service.asgi import create_asgi
 
     try:
         app = create_app(settings)
+        asgi = create_asgi(app, settings.http_app)
     except ConfigError as exc:
         print(f"service: error: {exc}", file=sys.stderr)
         return 2
     config = uvicorn.Config(
-        app, host=settings.server.host, port=settings.server.port, log_config=None, access_log=False,
+        asgi, host=settings.server.host, port=settings.server.port, log_config=None, access_log=False,
         timeout_graceful_shutdown=int(settings.server.drain_timeout) or None, lifespan="on",
         proxy_headers=True, server_header=False,
     )

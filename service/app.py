@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import os
+import socket
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -19,20 +21,25 @@ from typing import Any
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.store.base import BaseStore
+from langgraph.store.postgres.aio import AsyncPostgresStore
+from langgraph.store.postgres.base import PostgresIndexConfig
 from litestar import Litestar
 from litestar.config.app import AppConfig
+from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.plugins.prometheus import PrometheusConfig
 from psycopg_pool import AsyncConnectionPool
 
-from service import db, instrumentation, metrics, schema
+from service import db, instrumentation, metrics, schema, thread_storage
 from service.api import assistants, crons, meta, runs, threads
+from service.api import store as store_api
+from service.assistants import AssistantStore, MemoryAssistantStore, PostgresAssistantStore
 from service.auth import api_key_guard
 from service.checkpointer import PooledPostgresSaver
 from service.errors import EXCEPTION_HANDLERS
-from service.graphs import GraphEntry, load_graphs
+from service.graphs import GraphEntry, GraphSource, bind_graphs, import_graphs
 from service.logging import get_logger
 from service.middleware import RequestLogMiddleware
 from service.pool import Pool
@@ -43,7 +50,8 @@ from service.runs.manager import QueueRunManager
 from service.runs.notify import Notifier
 from service.runs.queue import CHANNEL_CRONS, RunQueue
 from service.runs.webhooks import WebhookSender, validate_webhook
-from service.settings import Settings
+from service.settings import ConfigError, CorsSettings, Settings
+from service.store import config as store_config
 from service.threads import MemoryThreadStore, PostgresThreadStore, ThreadStore
 
 log = get_logger("service")
@@ -57,6 +65,7 @@ class Readiness:
     pool: AsyncConnectionPool[Any] | None
     draining: bool = False
     ttl: float = 1.0
+    components: tuple[schema.Component, ...] = schema.COMPONENTS
     _cached: tuple[float, bool, dict[str, Any]] | None = None
     _last_ready: bool | None = None
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -74,7 +83,7 @@ class Readiness:
             ready, detail = await self._probe()
             self._cached = (now, ready, detail)
             metrics.READY.set(1 if ready else 0)
-            metrics.set_schema(detail.get("versions"), schema.required_versions())
+            metrics.set_schema(detail.get("versions"), schema.required_versions(self.components))
         if ready != self._last_ready:
             self._last_ready = ready
             if ready:
@@ -87,14 +96,22 @@ class Readiness:
         assert self.pool is not None
         try:
             async with self.pool.connection(timeout=2) as conn:
-                versions = await schema.aread_versions(conn)
+                versions = await schema.aread_versions(conn, self.components)
+                gaps = schema.missing(versions, self.components)
+                vector = None
+                if schema.VECTOR_COMPONENT in gaps:
+                    cur = await conn.execute(schema.VECTOR_AVAILABLE_SQL)
+                    vector = await cur.fetchone()
         except Exception as exc:
             return False, {"reason": "database unreachable", "error": db.first_line(exc)[:200]}
-        gaps = schema.missing(versions)
+        required = schema.required_versions(self.components)
+        if vector is not None and not (vector["installed"] or vector["available"]):
+            return False, {"reason": "pgvector missing", "detail": schema.NO_PGVECTOR, "versions": versions,
+                           "required": required}
         if gaps:
             return False, {"reason": "schema behind", "missing": schema.describe_missing(gaps),
-                           "versions": versions, "required": schema.required_versions()}
-        return True, {"versions": versions, "required": schema.required_versions()}
+                           "versions": versions, "required": required}
+        return True, {"versions": versions, "required": required}
 
 
 @dataclass
@@ -107,28 +124,31 @@ class Resources:
     graphs: dict[str, GraphEntry]
     runs: LocalRunManager | QueueRunManager
     readiness: Readiness
+    assistants: AssistantStore
     # None with CHECKPOINTER=memory (crons live in PostgreSQL).
     crons: CronStore | None = None
     webhooks: WebhookSender | None = None
 
 
 @asynccontextmanager
-async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
+async def open_resources(settings: Settings, sources: dict[str, GraphSource] | None = None,
+                         index: PostgresIndexConfig | None = None) -> AsyncIterator[Resources]:
     pool: AsyncConnectionPool[Any] | None = None
     checkpointer: BaseCheckpointSaver[Any]
     store: BaseStore
     thread_store: ThreadStore
+    sweeper: AsyncPostgresStore | None = None
+    if index is None:
+        index = store_config.index_config(settings.store)
     if settings.checkpointer == "memory":
         from langgraph.checkpoint.memory import InMemorySaver
         from langgraph.store.memory import InMemoryStore
 
         log.warning("memory_checkpointer", detail="CHECKPOINTER=memory: state lives in this process only and is "
                     "lost on restart; for local experiments and benchmarks, never production")
-        checkpointer, store = InMemorySaver(), InMemoryStore()
+        checkpointer, store = InMemorySaver(), InMemoryStore(index=index)
         thread_store = MemoryThreadStore(checkpointer)
     else:
-        from langgraph.store.postgres.aio import AsyncPostgresStore
-
         assert settings.database is not None
         db.use_fast_json()
         p = settings.pool
@@ -143,20 +163,25 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
             connection_class=db.timed_connection_class(p.io_timeout),
         )
         await pool.open(wait=False)
+        store_class = instrumentation.InstrumentedStore if settings.metrics_enabled else AsyncPostgresStore
+        pg_store = store_class(pool, index=index, ttl=store_config.ttl_config(settings.store))
+        store = pg_store
+        if settings.store.ttl is not None and settings.store.ttl.sweep_interval_minutes is not None:
+            sweeper = pg_store
         if settings.metrics_enabled:
             checkpointer = instrumentation.InstrumentedSaver(pool)
-            store = instrumentation.InstrumentedStore(pool)
             thread_store = instrumentation.InstrumentedThreadStore(pool, db.application_name("pod"))
         else:
             checkpointer = PooledPostgresSaver(pool)
-            store = AsyncPostgresStore(pool)
             thread_store = PostgresThreadStore(pool, db.application_name("pod"))
         log.info("database_pool_opened", database=db.describe(settings.database.conninfo),
                  min_size=p.min_size, max_size=p.max_size, pgbouncer=p.pgbouncer)
-    graphs = load_graphs(settings.graphs, checkpointer, store)
+    graphs = await bind_graphs(import_graphs(settings.graphs) if sources is None else sources, checkpointer, store)
+    assistant_store: AssistantStore = (MemoryAssistantStore(graphs) if pool is None
+                                       else PostgresAssistantStore(pool, graphs))
     metrics.precreate(graphs)
     metrics.set_build_info(VERSION)
-    metrics.set_schema(None, schema.required_versions())
+    metrics.set_schema(None, schema.required_versions(schema.components(settings.store.index)))
     if pool is None:
         metrics.READY.set(1)
     server = settings.server
@@ -165,13 +190,15 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
     crons: CronStore | None = None
     scheduler: CronScheduler | None = None
     if pool is None:
-        run_manager = LocalRunManager(thread_store, graphs, queue_timeout=server.run_queue_timeout)
+        run_manager = LocalRunManager(thread_store, graphs, queue_timeout=server.run_queue_timeout,
+                                      assistants=assistant_store)
     else:
         notifier = Notifier(settings.listen_conninfo, poll_interval=server.poll_interval,
                             listen_poll_interval=server.listen_poll_interval)
         run_manager = QueueRunManager(
-            RunQueue(pool, db.application_name("pod"), server.run_lease_seconds), EventLog(pool, notifier),
-            notifier, thread_store, graphs, slots=server.jobs_per_worker, lease=server.run_lease_seconds,
+            RunQueue(pool, f"{socket.gethostname()}/{os.getpid()}", server.run_lease_seconds),
+            EventLog(pool, notifier), notifier, thread_store, graphs, assistant_store,
+            slots=server.jobs_per_worker, lease=server.run_lease_seconds,
             sample_interval=server.queue_sample_seconds, events_ttl=server.run_events_ttl_seconds,
             webhook_check=functools.partial(validate_webhook, policy=settings.webhooks),
             webhook_send=webhooks.deliver)
@@ -181,7 +208,14 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
             notifier.on(CHANNEL_CRONS, lambda _payload: wake())
         crons = CronStore(pool, on_change=scheduler.wake if scheduler is not None else None)
     resources = Resources(settings, pool, checkpointer, store, thread_store, graphs, run_manager,
-                          Readiness(pool), crons=crons, webhooks=webhooks)
+                          Readiness(pool, components=schema.components(settings.store.index)), assistant_store,
+                          crons=crons, webhooks=webhooks)
+    if sweeper is not None:  # expired items are deleted by every pod (plain DML, idempotent)
+        await sweeper.start_ttl_sweeper()
+    thread_ttl = settings.checkpointer_ttl
+    thread_sweeper = (asyncio.create_task(thread_storage.sweep_threads(pool, checkpointer, thread_ttl),
+                                          name="thread-ttl-sweeper")
+                      if pool is not None and thread_ttl is not None and thread_ttl.default_ttl is not None else None)
     try:
         if isinstance(run_manager, QueueRunManager):
             await run_manager.start()
@@ -198,6 +232,12 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
         if left:
             log.warning("drain_timeout", runs_still_running=left)
         await webhooks.close(timeout=settings.webhooks.timeout)
+        if sweeper is not None:
+            await sweeper.stop_ttl_sweeper(timeout=5)
+        if thread_sweeper is not None:
+            thread_sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await thread_sweeper
         if pool is not None:
             await pool.close()
             log.info("database_pool_closed")
@@ -211,22 +251,39 @@ def _set_statement_timeout(seconds: float) -> Any:
     return configure
 
 
+def _cors(cors: CorsSettings | None) -> CORSConfig | None:
+    if cors is None:
+        return None
+    return CORSConfig(allow_origins=list(cors.allow_origins), allow_methods=list(cors.allow_methods),  # type: ignore[arg-type]
+                      allow_headers=list(cors.allow_headers), allow_credentials=cors.allow_credentials,
+                      allow_origin_regex=cors.allow_origin_regex, expose_headers=list(cors.expose_headers),
+                      max_age=cors.max_age)
+
+
 def create_app(settings: Settings) -> Litestar:
     """Assemble the application: routes, plugins, handlers, dependencies. No side effects."""
 
+    sources = import_graphs(settings.graphs)  # a graph that does not import stops the start (ConfigError)
+    index = store_config.index_config(settings.store)  # so does an embedding function that does not
+
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        async with open_resources(settings) as resources:
-            app.state.resources = resources
-            await resources.readiness.check()  # logs what is missing, if anything
-            yield
+        try:
+            async with open_resources(settings, sources, index) as resources:
+                app.state.resources = resources
+                await resources.readiness.check()  # logs what is missing, if anything
+                yield
+        except ConfigError as exc:  # e.g. a graph factory that fails: one line for the operator (service.asgi)
+            app.state.startup_error = str(exc)
+            raise
 
     def provide_resources(state: State) -> Resources:
         return state.resources  # type: ignore[no-any-return]
 
     prometheus = PrometheusConfig(app_name="langgraph-pg", prefix="litestar", group_path=True,
                                   exclude=["/metrics", "/ok", "/ready"])
-    handlers: list[Any] = [*meta.ROUTES, *assistants.ROUTES, *threads.ROUTES, *runs.ROUTES, *crons.ROUTES]
+    handlers: list[Any] = [*meta.ROUTES, *assistants.ROUTES, *threads.ROUTES, *runs.ROUTES, *crons.ROUTES,
+                           *store_api.ROUTES]
     config = AppConfig(
         route_handlers=handlers,
         dependencies={"resources": Provide(provide_resources, sync_to_thread=False)},
@@ -237,6 +294,7 @@ def create_app(settings: Settings) -> Litestar:
         lifespan=[lifespan],
         request_max_body_size=settings.server.max_body_bytes,
         openapi_config=OpenAPIConfig(title="langgraph-pg", version=VERSION, path="/docs"),
+        cors_config=_cors(settings.cors),
         debug=False,
     )
     return Litestar.from_config(config)

@@ -4,7 +4,8 @@ Run by the chart's optional CronJob. Threads are taken oldest first in batches: 
 thread rows are deleted (only those still idle and still older than the cutoff, so a thread
 that got a run meanwhile is kept), then their checkpoints, blobs and writes go through the
 checkpointer's own ``aprune``. With ``--strategy keep_latest`` the threads stay and only their
-checkpoint history is cut down to the latest checkpoint.
+checkpoint history is cut down to the latest checkpoint. Without the flags, ``checkpointer.ttl``
+of langgraph.json (``LANGGRAPH_CONFIG``) gives them: ``default_ttl`` (minutes) and ``strategy``.
 
 Exit 0 on success; otherwise one line on stderr and a non-zero code (2 bad arguments or
 settings, 4 database unreachable, 1 anything else).
@@ -29,26 +30,10 @@ from service import logging as service_logging
 from service.checkpointer import PooledPostgresSaver
 from service.runs.events import EXPIRE_SQL as EXPIRE_EVENTS_SQL
 from service.runs.queue import PRUNE_SQL as PRUNE_RUNS_SQL
-from service.settings import ConfigError, DatabaseSettings
-from service.threads import LIVE_HOLDER
+from service.settings import CheckpointerTTLSettings, ConfigError, DatabaseSettings
+from service.thread_storage import prune_idle
 
 log = service_logging.get_logger("service.prune")
-
-_SELECT_SQL = f"""
-SELECT t.thread_id, t.updated_at FROM threads t
-WHERE t.updated_at < %(cutoff)s AND NOT ({LIVE_HOLDER})
-  AND (t.updated_at, t.thread_id) > (%(after_ts)s, %(after_id)s)
-ORDER BY t.updated_at, t.thread_id LIMIT %(batch)s
-"""
-_DELETE_SQL = f"""
-DELETE FROM threads t WHERE t.thread_id = ANY(%(ids)s) AND t.updated_at < %(cutoff)s
-  AND NOT ({LIVE_HOLDER})
-  AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.thread_id = t.thread_id AND r.status = 'pending'
-                  AND r.lease_expires_at > now())
-  -- A thread with a cron is kept however long it has been idle (deleting it would delete the cron).
-  AND NOT EXISTS (SELECT 1 FROM crons c WHERE c.thread_id = t.thread_id)
-RETURNING t.thread_id
-"""
 
 
 async def prune(conninfo: str, older_than_days: float, strategy: str, batch: int) -> int:
@@ -58,25 +43,8 @@ async def prune(conninfo: str, older_than_days: float, strategy: str, batch: int
         min_size=1, max_size=2, open=False, kwargs={"autocommit": True, "row_factory": dict_row})
     await pool.open(wait=True, timeout=30)
     saver = PooledPostgresSaver(pool)
-    pruned = 0
-    after: tuple[dt.datetime, str] = (dt.datetime.min.replace(tzinfo=dt.UTC), "")
     try:
-        while True:
-            async with pool.connection() as conn:
-                cur = await conn.execute(_SELECT_SQL, {"cutoff": cutoff, "after_ts": after[0], "after_id": after[1],
-                                                       "batch": batch})
-                rows = await cur.fetchall()
-                if not rows:
-                    return pruned
-                after = (rows[-1]["updated_at"], rows[-1]["thread_id"])
-                ids = [r["thread_id"] for r in rows]
-                if strategy == "delete":
-                    cur = await conn.execute(_DELETE_SQL, {"ids": ids, "cutoff": cutoff})
-                    ids = [r["thread_id"] for r in await cur.fetchall()]
-            if ids:
-                await saver.aprune(ids, strategy=strategy)
-                pruned += len(ids)
-                log.info("prune_batch", threads=len(ids), strategy=strategy)
+        return await prune_idle(pool, saver, cutoff, strategy, batch)
     finally:
         with contextlib.suppress(Exception):
             await _prune_runs(pool, cutoff, batch)
@@ -97,19 +65,30 @@ async def _prune_runs(pool: AsyncConnectionPool[Any], cutoff: dt.datetime, batch
 def main(argv: list[str] | None = None) -> int:
     service_logging.configure()
     parser = argparse.ArgumentParser(prog="python -m service.prune", description=__doc__.splitlines()[0])
-    parser.add_argument("--older-than-days", type=float, required=True,
-                        help="remove threads not updated for this many days")
-    parser.add_argument("--strategy", choices=["delete", "keep_latest"], default="delete",
-                        help="delete the threads, or keep them with only their latest checkpoint")
+    parser.add_argument("--older-than-days", type=float, default=None,
+                        help="remove threads not updated for this many days (default: checkpointer.ttl.default_ttl "
+                             "of the langgraph.json LANGGRAPH_CONFIG names, in minutes there)")
+    parser.add_argument("--strategy", choices=["delete", "keep_latest"], default=None,
+                        help="delete the threads, or keep them with only their latest checkpoint (default: "
+                             "checkpointer.ttl.strategy, else delete)")
     parser.add_argument("--batch-size", type=int, default=500)
     args = parser.parse_args(argv)
-    if args.older_than_days <= 0 or args.batch_size < 1:
-        print("prune: error: --older-than-days must be positive and --batch-size at least 1", file=sys.stderr)
-        return 2
     try:
+        ttl = CheckpointerTTLSettings.from_env()
         database = DatabaseSettings.from_env()
     except ConfigError as exc:
         print(f"prune: error: {exc}", file=sys.stderr)
+        return 2
+    if args.older_than_days is None and ttl is not None and ttl.default_ttl is not None:
+        args.older_than_days = ttl.default_ttl / (24 * 60)
+    if args.strategy is None:
+        args.strategy = ttl.strategy if ttl is not None else "delete"
+    if args.older_than_days is None:
+        print("prune: error: --older-than-days is required (or checkpointer.ttl.default_ttl in langgraph.json)",
+              file=sys.stderr)
+        return 2
+    if args.older_than_days <= 0 or args.batch_size < 1:
+        print("prune: error: --older-than-days must be positive and --batch-size at least 1", file=sys.stderr)
         return 2
     started = time.monotonic()
     try:

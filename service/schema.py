@@ -6,7 +6,12 @@ by either is understood by both):
 
 * ``checkpointer``: ``AsyncPostgresSaver.MIGRATIONS``, recorded in ``checkpoint_migrations``;
 * ``store``: ``AsyncPostgresStore.MIGRATIONS``, recorded in ``store_migrations``;
-* ``app``: this product's own tables, recorded in ``langgraph_service_migrations``.
+* ``app``: this product's own tables, recorded in ``langgraph_service_migrations``;
+* ``store_vectors``, only when ``store.index`` is configured (semantic search):
+  ``AsyncPostgresStore.VECTOR_MIGRATIONS`` rendered for that index (pgvector's extension, the
+  ``store_vectors`` table of the configured dimensions, its ANN index), recorded in
+  ``vector_migrations``. The migration job reads the index from the same ``LANGGRAPH_STORE`` /
+  langgraph.json as the pods, so both agree on what is required.
 
 A component's version is the highest ``v`` recorded, -1 when nothing is. The service is
 ready when every component is at or beyond its required version; a newer database is fine.
@@ -17,10 +22,14 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any
 
 from langgraph.checkpoint.postgres.base import BasePostgresSaver
 from langgraph.store.postgres.base import BasePostgresStore
+
+if TYPE_CHECKING:
+    from service.settings import StoreIndexSettings
 
 APP_MIGRATIONS: tuple[str, ...] = (
     # Thread metadata, status and the latest values, so listing threads never reads checkpoints.
@@ -89,6 +98,38 @@ APP_MIGRATIONS: tuple[str, ...] = (
     )
     """,
     "CREATE INDEX CONCURRENTLY IF NOT EXISTS run_events_created_idx ON run_events (created_at)",
+    # issue 11: assistants. The current version of each assistant, and every version it has had
+    # (patch adds one, POST /assistants/{id}/latest makes an older one current again).
+    """
+    CREATE TABLE IF NOT EXISTS assistants (
+        assistant_id  uuid PRIMARY KEY,
+        graph_id      text NOT NULL,
+        name          text NOT NULL,
+        description   text,
+        config        jsonb NOT NULL DEFAULT '{}',
+        context       jsonb NOT NULL DEFAULT '{}',
+        metadata      jsonb NOT NULL DEFAULT '{}',
+        version       integer NOT NULL DEFAULT 1,
+        created_at    timestamptz NOT NULL DEFAULT now(),
+        updated_at    timestamptz NOT NULL DEFAULT now()
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS assistant_versions (
+        assistant_id  uuid NOT NULL REFERENCES assistants (assistant_id) ON DELETE CASCADE,
+        version       integer NOT NULL,
+        graph_id      text NOT NULL,
+        name          text NOT NULL,
+        description   text,
+        config        jsonb NOT NULL DEFAULT '{}',
+        context       jsonb NOT NULL DEFAULT '{}',
+        metadata      jsonb NOT NULL DEFAULT '{}',
+        created_at    timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (assistant_id, version)
+    )
+    """,
+    "CREATE INDEX CONCURRENTLY IF NOT EXISTS assistants_graph_created_idx ON assistants (graph_id, created_at DESC)",
+    "CREATE INDEX CONCURRENTLY IF NOT EXISTS assistants_metadata_idx ON assistants USING gin (metadata jsonb_path_ops)",
     # issue 10: crons
     # A schedule and the run payload it fires (service/runs/crons.py); thread_id NULL: a new thread per firing.
     """
@@ -157,8 +198,54 @@ COMPONENTS: tuple[Component, ...] = (
 )
 
 
-def required_versions() -> dict[str, int]:
-    return {c.name: c.required_version for c in COMPONENTS}
+VECTOR_COMPONENT = "store_vectors"
+
+
+def index_mapping(index: StoreIndexSettings) -> dict[str, Any]:
+    """The index as LangGraph's PostgresIndexConfig (without the embedding function)."""
+    out: dict[str, Any] = {"dims": index.dims, "distance_type": index.distance_type}
+    if index.fields is not None:
+        out["fields"] = list(index.fields)
+    if index.ann_index_config is not None:
+        out["ann_index_config"] = dict(index.ann_index_config)
+    return out
+
+
+def vector_steps(index: StoreIndexSettings) -> tuple[str, ...]:
+    """``VECTOR_MIGRATIONS`` rendered for one index, as ``AsyncPostgresStore.setup()`` renders them.
+
+    A step whose condition does not hold (no ANN index for ``kind: flat``) is a no-op that is
+    still recorded, so versions stay contiguous.
+    """
+    holder = SimpleNamespace(index_config=index_mapping(index))
+    steps = []
+    for migration in BasePostgresStore.VECTOR_MIGRATIONS:
+        if migration.condition is not None and not migration.condition(holder):  # type: ignore[arg-type]
+            steps.append("SELECT 1 -- not needed for this index")
+            continue
+        if not migration.params:
+            steps.append(migration.sql)
+            continue
+        params = {k: v(holder) if callable(v) else v for k, v in migration.params.items()}
+        if "dims" in params:
+            params["dims"] = int(params["dims"])
+        if params.get("vector_type", "vector") not in ("vector", "halfvec"):
+            raise ValueError(f"invalid vector_type {params['vector_type']!r}")
+        if params.get("index_type", "hnsw") not in ("hnsw", "ivfflat"):
+            raise ValueError(f"invalid index kind {params['index_type']!r}")
+        steps.append(migration.sql % params)
+    return tuple(steps)
+
+
+def components(index: StoreIndexSettings | None = None) -> tuple[Component, ...]:
+    """The components a deployment needs: the vector one only with a configured store index."""
+    if index is None:
+        return COMPONENTS
+    return (*COMPONENTS, Component(VECTOR_COMPONENT, "vector_migrations", vector_steps(index)))
+
+
+def required_versions(components: Sequence[Component] = COMPONENTS) -> dict[str, int]:
+    return {c.name: c.required_version for c in components}
 
 
 def index_of(statement: str) -> IndexSpec | None:
@@ -183,11 +270,11 @@ def expected_indexes(components: Sequence[Component] = COMPONENTS) -> list[Index
 TABLES_SQL = "SELECT name, to_regclass(tbl) IS NOT NULL AS present FROM unnest(%s::text[], %s::text[]) AS t(name, tbl)"
 
 
-def tables_params() -> tuple[list[str], list[str]]:
-    return [c.name for c in COMPONENTS], [c.table for c in COMPONENTS]
+def tables_params(components: Sequence[Component] = COMPONENTS) -> tuple[list[str], list[str]]:
+    return [c.name for c in components], [c.table for c in components]
 
 
-def versions_sql(present: Sequence[str]) -> str | None:
+def versions_sql(present: Sequence[str], components: Sequence[Component] = COMPONENTS) -> str | None:
     """The statement reading each present component's version (None when none is present).
 
     Tables are looked up with to_regclass first (TABLES_SQL), so an empty database reads as
@@ -195,29 +282,29 @@ def versions_sql(present: Sequence[str]) -> str | None:
     """
     parts = [
         f"SELECT '{c.name}' AS name, coalesce(max(v), -1) AS version FROM {c.table}"
-        for c in COMPONENTS
+        for c in components
         if c.name in present
     ]
     return " UNION ALL ".join(parts) or None
 
 
-def read_versions(conn: Any) -> dict[str, int]:
+def read_versions(conn: Any, components: Sequence[Component] = COMPONENTS) -> dict[str, int]:
     """Each component's version on a synchronous psycopg connection (-1 where missing)."""
-    rows = conn.execute(TABLES_SQL, tables_params()).fetchall()
+    rows = conn.execute(TABLES_SQL, tables_params(components)).fetchall()
     present = [_get(r, "name", 0) for r in rows if _get(r, "present", 1)]
-    versions = dict.fromkeys((c.name for c in COMPONENTS), -1)
-    sql = versions_sql(present)
+    versions = dict.fromkeys((c.name for c in components), -1)
+    sql = versions_sql(present, components)
     if sql is not None:
         versions.update(parse_versions(conn.execute(sql).fetchall()))
     return versions
 
 
-async def aread_versions(conn: Any) -> dict[str, int]:
+async def aread_versions(conn: Any, components: Sequence[Component] = COMPONENTS) -> dict[str, int]:
     """The same as :func:`read_versions` on an asynchronous psycopg connection."""
-    cur = await conn.execute(TABLES_SQL, tables_params())
+    cur = await conn.execute(TABLES_SQL, tables_params(components))
     present = [_get(r, "name", 0) for r in await cur.fetchall() if _get(r, "present", 1)]
-    versions = dict.fromkeys((c.name for c in COMPONENTS), -1)
-    sql = versions_sql(present)
+    versions = dict.fromkeys((c.name for c in components), -1)
+    sql = versions_sql(present, components)
     if sql is not None:
         cur = await conn.execute(sql)
         versions.update(parse_versions(await cur.fetchall()))
@@ -235,11 +322,11 @@ def parse_versions(rows: Sequence[Any]) -> dict[str, int]:
     return out
 
 
-def missing(versions: dict[str, int]) -> dict[str, tuple[int, int]]:
+def missing(versions: dict[str, int], components: Sequence[Component] = COMPONENTS) -> dict[str, tuple[int, int]]:
     """Components behind what this code needs: name -> (have, need)."""
     return {
         c.name: (versions.get(c.name, -1), c.required_version)
-        for c in COMPONENTS
+        for c in components
         if versions.get(c.name, -1) < c.required_version
     }
 
@@ -254,3 +341,10 @@ FROM pg_index i
 JOIN pg_class c ON c.oid = i.indexrelid
 WHERE c.relname = ANY(%s) AND pg_catalog.pg_table_is_visible(c.oid)
 """
+
+VECTOR_AVAILABLE_SQL = """
+SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'vector') AS installed,
+       EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'vector') AS available
+"""
+NO_PGVECTOR = ("store.index is configured but this PostgreSQL has no pgvector extension (vector): "
+               "install pgvector on the server, or remove store.index")

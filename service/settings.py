@@ -9,16 +9,15 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from service.config import ConfigError as ConfigError
+from service.config import langgraph_json
 from service.db import InvalidDatabaseURL, normalize_url
 
 EMBEDDED_DATABASE = "langgraph"
-
-
-class ConfigError(ValueError):
-    """A setting is missing or invalid; the message is one line and names the variable."""
 
 
 class DatabaseURLError(ConfigError):
@@ -227,11 +226,14 @@ class CronSettings:
                    max_sleep=env_float(env, "CRON_MAX_SLEEP", cls.max_sleep, minimum=0.05))
 
 
-DEFAULT_GRAPHS = {"support": "service.graphs.support:graph"}
+DEFAULT_GRAPHS = {"support": "service.graphs.support:graph", "refunds": "service.graphs.refunds:graph"}
 
 
-def parse_graphs(raw: str | None) -> dict[str, str]:
-    """``GRAPHS``: a JSON object of graph id to import path (``module:attribute``)."""
+def parse_graphs(raw: str | None, name: str = "GRAPHS") -> dict[str, str]:
+    """``GRAPHS`` (or ``LANGSERVE_GRAPHS``): a JSON object of graph id to import path.
+
+    A value is ``module:attr``, ``path/to/file.py:attr`` or ``{"path": ..., "description": ...}``.
+    """
     if raw is None or not raw.strip():
         return dict(DEFAULT_GRAPHS)
     import json
@@ -239,13 +241,241 @@ def parse_graphs(raw: str | None) -> dict[str, str]:
     try:
         value = json.loads(raw)
     except json.JSONDecodeError as exc:
-        raise ConfigError(f"GRAPHS must be a JSON object of graph id to 'module:attr': {exc.msg}") from None
-    if not isinstance(value, dict) or not value:
-        raise ConfigError("GRAPHS must be a non-empty JSON object of graph id to 'module:attr'")
-    for name, path in value.items():
-        if not isinstance(path, str) or ":" not in path or not name:
-            raise ConfigError(f"GRAPHS[{name!r}] must be a 'module:attr' import path, got {path!r}")
-    return {str(k): str(v) for k, v in value.items()}
+        raise ConfigError(f"{name} must be a JSON object of graph id to 'module:attr': {exc.msg}") from None
+    return langgraph_json.parse_graphs(value, name)
+
+
+def _string_list(value: Any, where: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return tuple(v.strip() for v in value.split(",") if v.strip())
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{where} must be a list of strings, got {value!r}")
+    return tuple(value)
+
+
+@dataclass(frozen=True)
+class StoreIndexSettings:
+    """``store.index``: semantic search over the store with pgvector (the shape LangGraph documents)."""
+
+    dims: int
+    embed: str
+    fields: tuple[str, ...] | None = None
+    distance_type: str = "cosine"
+    # pgvector's index: ``{"kind": "hnsw" | "ivfflat" | "flat", "vector_type": "vector" | "halfvec", ...}``.
+    ann_index_config: dict[str, Any] | None = None
+
+    @classmethod
+    def from_mapping(cls, value: Any, where: str) -> StoreIndexSettings:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where} must be an object with dims and embed")
+        dims, embed = value.get("dims"), value.get("embed")
+        if not isinstance(dims, int) or isinstance(dims, bool) or not 1 <= dims <= 16000:
+            raise ConfigError(f"{where}.dims must be an integer from 1 to 16000, got {dims!r}")
+        if not isinstance(embed, str) or not embed.strip():
+            raise ConfigError(f"{where}.embed must be 'path/to/file.py:function', 'module:function' "
+                              f"or 'provider:model', got {embed!r}")
+        raw_fields = value.get("fields")
+        distance = value.get("distance_type", "cosine")
+        if distance not in ("cosine", "l2", "inner_product"):
+            raise ConfigError(f"{where}.distance_type must be cosine, l2 or inner_product, got {distance!r}")
+        ann = value.get("ann_index_config")
+        if ann is not None:
+            if not isinstance(ann, dict):
+                raise ConfigError(f"{where}.ann_index_config must be an object")
+            if ann.get("kind", "hnsw") not in ("hnsw", "ivfflat", "flat"):
+                raise ConfigError(f"{where}.ann_index_config.kind must be hnsw, ivfflat or flat")
+            if ann.get("vector_type", "vector") not in ("vector", "halfvec"):
+                raise ConfigError(f"{where}.ann_index_config.vector_type must be vector or halfvec")
+            if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0
+                       for k, v in ann.items() if k not in ("kind", "vector_type")):
+                raise ConfigError(f"{where}.ann_index_config parameters must be positive integers")
+        return cls(dims=dims, embed=embed.strip(),
+                   fields=_string_list(raw_fields, f"{where}.fields") if raw_fields is not None else None,
+                   distance_type=distance, ann_index_config=dict(ann) if ann is not None else None)
+
+
+@dataclass(frozen=True)
+class StoreTTLSettings:
+    """``store.ttl``: item expiry in minutes, refreshed on read unless told otherwise."""
+
+    refresh_on_read: bool = True
+    default_ttl: float | None = None
+    sweep_interval_minutes: float | None = None
+
+    @classmethod
+    def from_mapping(cls, value: Any, where: str) -> StoreTTLSettings:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where} must be an object")
+        refresh = value.get("refresh_on_read", True)
+        if not isinstance(refresh, bool):
+            raise ConfigError(f"{where}.refresh_on_read must be true or false, got {refresh!r}")
+        default = value.get("default_ttl")
+        if default is not None and (isinstance(default, bool) or not isinstance(default, int | float)
+                                    or default <= 0):
+            raise ConfigError(f"{where}.default_ttl must be a positive number of minutes, got {default!r}")
+        sweep = value.get("sweep_interval_minutes")
+        if sweep is not None and (isinstance(sweep, bool) or not isinstance(sweep, int | float) or sweep <= 0):
+            raise ConfigError(f"{where}.sweep_interval_minutes must be a positive number, got {sweep!r}")
+        return cls(refresh_on_read=refresh, default_ttl=float(default) if default is not None else None,
+                   sweep_interval_minutes=sweep)
+
+
+@dataclass(frozen=True)
+class StoreSettings:
+    """The long-term memory store: ``store`` of langgraph.json, or ``LANGGRAPH_STORE`` (which wins)."""
+
+    index: StoreIndexSettings | None = None
+    ttl: StoreTTLSettings | None = None
+
+    @classmethod
+    def from_mapping(cls, value: dict[str, Any], where: str) -> StoreSettings:
+        if value.get("path"):
+            raise ConfigError(f"{where}.path (a custom store) is not supported: this server's store is PostgreSQL")
+        index, ttl = value.get("index"), value.get("ttl")
+        return cls(index=StoreIndexSettings.from_mapping(index, f"{where}.index") if index is not None else None,
+                   ttl=StoreTTLSettings.from_mapping(ttl, f"{where}.ttl") if ttl is not None else None)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None,
+                 file: langgraph_json.LanggraphJson | None = None) -> StoreSettings:
+        env = os.environ if env is None else env
+        file = langgraph_json.from_env(env) if file is None else file
+        from_env = langgraph_json.parse_json_env(env, "LANGGRAPH_STORE")
+        if from_env is not None:
+            return cls.from_mapping(from_env, "LANGGRAPH_STORE")
+        return cls.from_mapping(file.store, f"{file.path}: store")
+
+
+@dataclass(frozen=True)
+class CheckpointerTTLSettings:
+    """``checkpointer.ttl``: threads idle for ``default_ttl`` minutes are pruned (by the pods and the prune job)."""
+
+    strategy: str = "delete"
+    default_ttl: float | None = None
+    sweep_interval_minutes: float | None = None
+
+    @classmethod
+    def from_mapping(cls, value: Any, where: str) -> CheckpointerTTLSettings:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where} must be an object")
+        strategy = value.get("strategy", "delete")
+        if strategy not in ("delete", "keep_latest"):
+            raise ConfigError(f"{where}.strategy must be delete or keep_latest, got {strategy!r}")
+        default = value.get("default_ttl")
+        if default is not None and (isinstance(default, bool) or not isinstance(default, int | float)
+                                    or default <= 0):
+            raise ConfigError(f"{where}.default_ttl must be a positive number of minutes, got {default!r}")
+        sweep = value.get("sweep_interval_minutes")
+        if sweep is not None and (isinstance(sweep, bool) or not isinstance(sweep, int | float) or sweep <= 0):
+            raise ConfigError(f"{where}.sweep_interval_minutes must be a positive number, got {sweep!r}")
+        return cls(strategy=strategy, default_ttl=float(default) if default is not None else None,
+                   sweep_interval_minutes=sweep)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> CheckpointerTTLSettings | None:
+        """``checkpointer.ttl`` of the langgraph.json ``LANGGRAPH_CONFIG`` names (None without one)."""
+        file = langgraph_json.from_env(os.environ if env is None else env)
+        ttl = file.checkpointer.get("ttl")
+        return cls.from_mapping(ttl, f"{file.path}: checkpointer.ttl") if ttl is not None else None
+
+
+# Exposed to browsers unless the configuration lists its own: the pagination headers and
+# Content-Location (where a run's stream can be joined again), as the LangGraph Server exposes them.
+DEFAULT_EXPOSE_HEADERS = ("x-pagination-total", "x-pagination-next", "content-location")
+_CORS_KEYS = {"allow_origins", "allow_methods", "allow_headers", "allow_credentials", "allow_origin_regex",
+              "expose_headers", "max_age"}
+_METHODS = {"*", "GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "TRACE", "CONNECT"}
+
+
+def _strings(value: object, where: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{where} must be a list of strings")
+    return tuple(value)
+
+
+@dataclass(frozen=True)
+class CorsSettings:
+    """Cross-origin access for browsers; off (None on Settings) unless configured.
+
+    Read as the LangGraph Server reads it: ``CORS_ALLOW_ORIGINS`` (comma-separated) alone allows
+    those origins with any method and header (credentials unless ``*``); ``CORS_CONFIG`` (JSON) or
+    ``http.cors`` in ``langgraph.json`` gives each field, with Starlette's defaults for the rest
+    (methods GET, no extra headers), and takes its origins from ``CORS_ALLOW_ORIGINS`` when it names
+    none. The environment wins over ``langgraph.json``.
+    """
+
+    allow_origins: tuple[str, ...] = ()
+    allow_methods: tuple[str, ...] = ("GET",)
+    allow_headers: tuple[str, ...] = ()
+    allow_credentials: bool = False
+    allow_origin_regex: str | None = None
+    expose_headers: tuple[str, ...] = DEFAULT_EXPOSE_HEADERS
+    max_age: int = 600
+
+    @classmethod
+    def from_sources(cls, env: Mapping[str, str], http_cors: Mapping[str, object] | None = None
+                     ) -> CorsSettings | None:
+        """From the environment, else ``http_cors`` (langgraph.json's ``http.cors``); None when neither sets it."""
+        origins = tuple(o.strip() for o in env.get("CORS_ALLOW_ORIGINS", "").split(",") if o.strip())
+        raw = env.get("CORS_CONFIG", "").strip()
+        where = "CORS_CONFIG"
+        config: Mapping[str, object] | None
+        if raw:
+            import json
+
+            try:
+                parsed = json.loads(raw)
+            except json.JSONDecodeError as exc:
+                raise ConfigError(f"CORS_CONFIG must be a JSON object: {exc.msg}") from None
+            if not isinstance(parsed, dict):
+                raise ConfigError("CORS_CONFIG must be a JSON object")
+            config = parsed
+        else:
+            config, where = http_cors, "http.cors"
+        if config is None:
+            if not origins:
+                return None
+            return cls(allow_origins=origins, allow_methods=("*",), allow_headers=("*",),
+                       allow_credentials="*" not in origins)
+        return cls._from_mapping(config, where, origins)
+
+    @classmethod
+    def _from_mapping(cls, config: Mapping[str, object], where: str, origins: tuple[str, ...]) -> CorsSettings:
+        unknown = set(config) - _CORS_KEYS
+        if unknown:
+            raise ConfigError(f"{where}: unknown key {sorted(unknown)[0]!r}; expected some of {sorted(_CORS_KEYS)}")
+        allow_origins = (_strings(config["allow_origins"], f"{where}.allow_origins")
+                         if config.get("allow_origins") is not None else tuple(o for o in origins if o != "*"))
+        methods = tuple(m.upper() for m in _strings(config.get("allow_methods", ["GET"]), f"{where}.allow_methods"))
+        bad = [m for m in methods if m not in _METHODS]
+        if bad:
+            raise ConfigError(f"{where}.allow_methods: {bad[0]!r} is not an HTTP method")
+        credentials = config.get("allow_credentials", False)
+        if not isinstance(credentials, bool):
+            raise ConfigError(f"{where}.allow_credentials must be true or false")
+        regex = config.get("allow_origin_regex")
+        if regex is not None:
+            import re
+
+            if not isinstance(regex, str):
+                raise ConfigError(f"{where}.allow_origin_regex must be a string")
+            try:
+                re.compile(regex)
+            except re.error as exc:
+                raise ConfigError(f"{where}.allow_origin_regex is not a valid regular expression: {exc}") from None
+        max_age = config.get("max_age", 600)
+        if not isinstance(max_age, int) or isinstance(max_age, bool) or max_age < 0:
+            raise ConfigError(f"{where}.max_age must be a non-negative integer (seconds)")
+        expose = config.get("expose_headers")
+        return cls(
+            allow_origins=allow_origins, allow_methods=methods,
+            allow_headers=_strings(config.get("allow_headers", []), f"{where}.allow_headers"),
+            allow_credentials=credentials, allow_origin_regex=regex,
+            expose_headers=DEFAULT_EXPOSE_HEADERS if expose is None else _strings(expose, f"{where}.expose_headers"),
+            max_age=max_age,
+        )
 
 
 @dataclass(frozen=True)
@@ -262,12 +492,27 @@ class Settings:
     metrics_enabled: bool = True
     # The connection for LISTEN (straight to PostgreSQL); None: poll (PgBouncer without DATABASE_LISTEN_URL).
     listen_conninfo: str | None = None
+    store: StoreSettings = field(default_factory=StoreSettings)
+    # None: no CORS headers at all: CORS_ALLOW_ORIGINS / CORS_CONFIG, else http.cors of langgraph.json
+    # or LANGGRAPH_HTTP (the environment wins).
+    cors: CorsSettings | None = None
+    # http.app: a custom ASGI app ('module:attr' or '/abs/file.py:attr') served beside the API.
+    http_app: str | None = None
+    checkpointer_ttl: CheckpointerTTLSettings | None = None
+    # LANGGRAPH_AUTH / auth of langgraph.json: parsed and kept; custom auth is not served yet.
+    auth: dict[str, Any] | None = None
+    # langgraph.json ``env`` entries the process environment does not set (applied before graphs load).
+    extra_env: dict[str, str] = field(default_factory=dict)
+    config_path: str | None = None
     webhooks: WebhookSettings = WebhookSettings()
     crons: CronSettings = CronSettings()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
+        file = langgraph_json.from_env(env)
+        extra_env = {k: v for k, v in file.env.items() if k not in env}
+        env = {**file.env, **env}
         checkpointer = env.get("CHECKPOINTER", "postgres").strip().lower() or "postgres"
         if checkpointer not in ("postgres", "memory"):
             raise ConfigError(f"CHECKPOINTER must be postgres or memory, got {checkpointer!r}")
@@ -276,7 +521,27 @@ class Settings:
             raise ConfigError(f"LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {level!r}")
         server = ServerSettings.from_env(env)
         pool = PoolSettings.from_env(env)
-        graphs = parse_graphs(env.get("GRAPHS"))
+        if env.get("GRAPHS", "").strip():
+            graphs = parse_graphs(env["GRAPHS"])
+        elif env.get("LANGSERVE_GRAPHS", "").strip():
+            graphs = parse_graphs(env["LANGSERVE_GRAPHS"], "LANGSERVE_GRAPHS")
+        elif file.graphs:
+            graphs = file.graphs
+        else:
+            graphs = dict(DEFAULT_GRAPHS)
+        http = langgraph_json.parse_json_env(env, "LANGGRAPH_HTTP")
+        http_where = "LANGGRAPH_HTTP"
+        if http is None:
+            http, http_where = file.http, f"{file.path}: http"
+        app = http.get("app")
+        if app is not None and (not isinstance(app, str) or ":" not in app):
+            raise ConfigError(f"{http_where}.app must be a 'module:attr' or 'file.py:attr' path, got {app!r}")
+        http_cors = http.get("cors")
+        if http_cors is not None and not isinstance(http_cors, dict):
+            raise ConfigError(f"{http_where}.cors must be an object, got {type(http_cors).__name__}")
+        cors = CorsSettings.from_sources(env, http_cors)
+        checkpointer_ttl = file.checkpointer.get("ttl")
+        auth = langgraph_json.parse_json_env(env, "LANGGRAPH_AUTH")
         database = DatabaseSettings.from_env(env) if checkpointer == "postgres" else None
         listen: str | None = None
         if database is not None:
@@ -287,4 +552,9 @@ class Settings:
         return cls(database=database, pool=pool, server=server, graphs=graphs,
                    checkpointer=checkpointer, log_level=level,
                    metrics_enabled=env_bool(env, "METRICS_ENABLED", True), listen_conninfo=listen,
+                   store=StoreSettings.from_env(env, file), cors=cors, http_app=app,
+                   checkpointer_ttl=CheckpointerTTLSettings.from_mapping(
+                       checkpointer_ttl, f"{file.path}: checkpointer.ttl") if checkpointer_ttl is not None else None,
+                   auth=auth if auth is not None else file.auth,
+                   extra_env=extra_env, config_path=str(file.path) if file.path else None,
                    webhooks=WebhookSettings.from_env(env), crons=CronSettings.from_env(env))

@@ -9,8 +9,8 @@ import msgspec
 from litestar import Response, delete, get, patch, post
 
 from service.app_types import ResourcesT
+from service.assistants import resolve_assistant
 from service.errors import Unprocessable
-from service.graphs import resolve
 from service.runs.crons import CRON_FIELDS, PAYLOAD_FIELDS, CronFilters, CronSpec, CronStore, check_schedule, zone
 from service.runs.webhooks import validate_webhook
 from service.validation import storable
@@ -124,10 +124,11 @@ async def _create(resources: ResourcesT, thread_id: str | None, data: CronCreate
     _check_fields(resources, data)
     if thread_id is not None:
         storable(thread_id, "thread_id")
-    entry = resolve(resources.graphs, data.assistant_id)
+    assistant, _ = await resolve_assistant(resources.assistants, resources.graphs, data.assistant_id)
+    assistant_id = str(assistant.assistant_id)
     spec = CronSpec(
-        assistant_id=entry.assistant_id, thread_id=thread_id, schedule=data.schedule, timezone=data.timezone,
-        payload=_payload(data, entry.assistant_id), metadata=dict(data.metadata or {}), enabled=data.enabled,
+        assistant_id=assistant_id, thread_id=thread_id, schedule=data.schedule, timezone=data.timezone,
+        payload=_payload(data, assistant_id), metadata=dict(data.metadata or {}), enabled=data.enabled,
         on_run_completed=data.on_run_completed if isinstance(data, CronCreate) else None, end_time=data.end_time,
     )
     return await store.create(spec)

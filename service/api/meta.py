@@ -1,4 +1,4 @@
-"""Health, information and metrics: /ok, /ready, /info, /metrics."""
+"""Health, information, metrics and the API description: /ok, /ready, /info, /metrics, /openapi.json."""
 
 from __future__ import annotations
 
@@ -38,7 +38,14 @@ async def info(resources: ResourcesT) -> dict[str, Any]:
         "checkpointer": resources.settings.checkpointer,
         "graphs": sorted(resources.graphs),
         "flags": {"assistants": True, "crons": False, "langsmith": False, "background_runs": False},
+        "metadata": {},  # the spec requires it (the LangGraph Server's deployment metadata); none here
     }
+
+
+@get("/openapi.json", include_in_schema=False, sync_to_thread=False)
+def openapi_json(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
+    """This server's OpenAPI document at the path the LangGraph Server serves it (also under /docs)."""
+    return Response(request.app.openapi_schema.to_schema(), media_type="application/json")
 
 
 def _version(dist: str) -> str:
@@ -54,4 +61,4 @@ class MetricsController(PrometheusController):
     include_in_schema = False
 
 
-ROUTES = [ok, ready, info, MetricsController]
+ROUTES = [ok, ready, info, openapi_json, MetricsController]

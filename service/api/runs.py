@@ -21,7 +21,7 @@ from litestar.params import Parameter
 from litestar.response import Stream
 
 from service.app_types import ResourcesT
-from service.errors import NotServed, Unavailable, Unprocessable
+from service.errors import BAD_REQUEST_RESPONSES, NotSupported, Unavailable, Unprocessable
 from service.runs.events import Event
 from service.runs.execution import Outcome, RunCreate
 from service.runs.local import LocalRunManager
@@ -40,7 +40,7 @@ class RunsCancel(msgspec.Struct, kw_only=True):
 
 def _queue(resources: ResourcesT) -> QueueRunManager:
     if not isinstance(resources.runs, QueueRunManager):
-        raise NotServed("background runs, join and cancel need PostgreSQL (CHECKPOINTER=memory runs only "
+        raise NotSupported("background runs, join and cancel need PostgreSQL (CHECKPOINTER=memory runs only "
                         "runs/wait and runs/stream)")
     return resources.runs
 
@@ -200,22 +200,22 @@ async def create_run_batch(data: list[RunCreate], resources: ResourcesT) -> list
     return [run_json((await _create(resources, None, body, "background")).row) for body in data]
 
 
-@post("/threads/{thread_id:str}/runs/wait", status_code=200)
+@post("/threads/{thread_id:str}/runs/wait", status_code=200, responses=BAD_REQUEST_RESPONSES)
 async def thread_run_wait(thread_id: str, data: RunCreate, resources: ResourcesT) -> Response[Any] | Stream:
     return await _wait(resources, thread_id, data)
 
 
-@post("/threads/{thread_id:str}/runs/stream", status_code=200)
+@post("/threads/{thread_id:str}/runs/stream", status_code=200, responses=BAD_REQUEST_RESPONSES)
 async def thread_run_stream(thread_id: str, data: RunCreate, resources: ResourcesT) -> Stream:
     return await _stream(resources, thread_id, data)
 
 
-@post("/runs/wait", status_code=200)
+@post("/runs/wait", status_code=200, responses=BAD_REQUEST_RESPONSES)
 async def stateless_run_wait(data: RunCreate, resources: ResourcesT) -> Response[Any] | Stream:
     return await _wait(resources, None, data)
 
 
-@post("/runs/stream", status_code=200)
+@post("/runs/stream", status_code=200, responses=BAD_REQUEST_RESPONSES)
 async def stateless_run_stream(data: RunCreate, resources: ResourcesT) -> Stream:
     return await _stream(resources, None, data)
 
@@ -277,6 +277,46 @@ async def join_run_stream(thread_id: str, run_id: str, request: Request[Any, Any
                   media_type="text/event-stream", headers=SSE_HEADERS)
 
 
+THREAD_STREAM_MODES = ("run_modes", "lifecycle", "state_update")
+
+
+@get("/threads/{thread_id:str}/stream")
+async def join_thread_stream(thread_id: str, resources: ResourcesT, stream_modes: str | None = None,
+                             stream_mode: list[str] | None = None,
+                             last_event_id: str | None = Parameter(header="Last-Event-ID", default=None)) -> Stream:
+    """Every run of the thread, one after another, as they come (the SDK's ``threads.join_stream``).
+
+    Event ids are ``<run_id>:<seq>``, so ``Last-Event-ID`` resumes inside the run it names.
+    """
+    manager = _queue(resources)
+    requested = [m.strip() for m in (stream_modes or "").split(",") if m.strip()] + [m for m in stream_mode or [] if m]
+    unknown = [m for m in requested if m not in THREAD_STREAM_MODES]
+    if unknown:
+        raise Unprocessable(f"unknown stream mode {unknown[0]!r}; use one of {list(THREAD_STREAM_MODES)}")
+    if any(m != "run_modes" for m in requested):
+        raise Unprocessable("thread stream modes lifecycle and state_update are not served; use run_modes")
+    resume: tuple[str, int] | None = None
+    if last_event_id:
+        run_id, _, seq = last_event_id.rpartition(":")
+        if not run_id or not seq.isdigit():
+            raise Unprocessable(f"Last-Event-ID must be an event id of this thread's stream, got {last_event_id!r}")
+        resume = (run_id, int(seq))
+    await resources.threads.get(thread_id)  # 404 before the stream starts
+    heartbeat = resources.settings.server.heartbeat_seconds
+
+    async def events() -> AsyncIterator[bytes]:
+        async for chunk in _sse(_thread_events(manager, thread_id, resume), heartbeat):
+            yield chunk
+
+    return Stream(events(), media_type="text/event-stream", headers=SSE_HEADERS)
+
+
+async def _thread_events(manager: QueueRunManager, thread_id: str,
+                         resume: tuple[str, int] | None) -> AsyncIterator[Event]:
+    async for run_id, (seq, event, data) in manager.follow_thread(thread_id, resume):
+        yield f"{run_id}:{seq}", event, data  # type: ignore[misc]
+
+
 # -- cancelling --------------------------------------------------------------------------------------
 @post("/threads/{thread_id:str}/runs/{run_id:str}/cancel", status_code=202)
 async def cancel_run(thread_id: str, run_id: str, resources: ResourcesT, wait: str | None = None,
@@ -285,7 +325,7 @@ async def cancel_run(thread_id: str, run_id: str, resources: ResourcesT, wait: s
     row = await manager.get(thread_id, run_id)
     await manager.cancel(action=_action(action), run_ids=[str(row["run_id"])])
     if not _flag(wait):
-        return Response(None, status_code=202)
+        return Response(b"", status_code=202, media_type="application/json")
     return await _wait_response(manager.outcome(str(row["run_id"]), thread_id), {},
                                 resources.settings.server.heartbeat_seconds)
 
@@ -302,4 +342,4 @@ async def cancel_runs(data: RunsCancel, resources: ResourcesT, action: str | Non
 
 ROUTES = [create_thread_run, create_stateless_run, create_run_batch, thread_run_wait, thread_run_stream,
           stateless_run_wait, stateless_run_stream, list_runs, get_run, delete_run, join_run, join_run_stream,
-          cancel_run, cancel_runs]
+          cancel_run, cancel_runs, join_thread_stream]

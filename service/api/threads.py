@@ -1,4 +1,4 @@
-"""Threads: create, get, update, delete, search, count, state, update_state, history."""
+"""Threads: create, get, update, delete, search, count, state, update_state, history, copy, prune, storage."""
 
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ from langgraph.types import StateSnapshot
 from litestar import delete, get, patch, post
 
 from service.app_types import ResourcesT
-from service.errors import Conflict, NotFound, Unprocessable
+from service.errors import BAD_REQUEST_RESPONSES, BadRequest, Conflict, NotFound, NotSupported, Unprocessable
 from service.graphs import GraphEntry, resolve
 from service.serde import to_jsonable
+from service.thread_storage import ThreadStorage
 from service.threads import Filters, ThreadStatus
 from service.validation import storable
 
@@ -166,8 +167,17 @@ def _checkpoint_json(config: dict[str, Any] | None) -> dict[str, Any] | None:
     if not config:
         return None
     c = config.get("configurable", {})
-    return {"thread_id": c.get("thread_id"), "checkpoint_ns": c.get("checkpoint_ns", ""),
-            "checkpoint_id": c.get("checkpoint_id"), "checkpoint_map": c.get("checkpoint_map")}
+    out = {"thread_id": c.get("thread_id"), "checkpoint_ns": c.get("checkpoint_ns", ""),
+           "checkpoint_id": c.get("checkpoint_id")}
+    if c.get("checkpoint_map") is not None:  # present only when set, as the LangGraph Server answers
+        out["checkpoint_map"] = c["checkpoint_map"]
+    return out
+
+
+def _task_checkpoint(state: Any) -> dict[str, Any] | None:
+    if isinstance(state, dict) and isinstance(state.get("configurable"), dict):
+        return to_jsonable(state["configurable"])  # type: ignore[no-any-return]
+    return None
 
 
 def state_json(snapshot: StateSnapshot) -> dict[str, Any]:
@@ -179,7 +189,10 @@ def state_json(snapshot: StateSnapshot) -> dict[str, Any]:
         "tasks": [
             {"id": t.id, "name": t.name, "path": to_jsonable(t.path),
              "error": (t.error if isinstance(t.error, str) else repr(t.error)) if t.error else None,
-             "interrupts": to_jsonable(list(t.interrupts)), "checkpoint": None, "state": None,
+             "interrupts": to_jsonable(list(t.interrupts)),
+             # A subgraph's task: its own checkpoint (subgraphs=false) or its whole state (subgraphs=true).
+             "checkpoint": _task_checkpoint(t.state),
+             "state": state_json(t.state) if isinstance(t.state, StateSnapshot) else None,
              "result": to_jsonable(t.result)}
             for t in snapshot.tasks
         ],
@@ -195,8 +208,7 @@ def state_json(snapshot: StateSnapshot) -> dict[str, Any]:
 
 def _empty_state(thread_id: str) -> dict[str, Any]:
     return {"values": {}, "next": [], "tasks": [], "metadata": {}, "created_at": None,
-            "checkpoint": {"thread_id": thread_id, "checkpoint_ns": "", "checkpoint_id": None,
-                           "checkpoint_map": None},
+            "checkpoint": {"thread_id": thread_id, "checkpoint_ns": "", "checkpoint_id": None},
             "parent_checkpoint": None, "checkpoint_id": None, "parent_checkpoint_id": None, "interrupts": []}
 
 
@@ -245,12 +257,13 @@ async def post_state_at(thread_id: str, data: StateQuery, resources: ResourcesT)
     return await _state(resources, thread_id, data.checkpoint, data.subgraphs)
 
 
-@post("/threads/{thread_id:str}/state", status_code=200)
+@post("/threads/{thread_id:str}/state", status_code=200, responses=BAD_REQUEST_RESPONSES)
 async def update_state(thread_id: str, data: StateUpdate, resources: ResourcesT) -> dict[str, Any]:
     _bind(thread_id)
     thread, entry = await _thread_graph(resources, thread_id)
-    if entry is None:
-        raise Conflict(f"thread {thread_id} has no graph yet: create it with graph_id or run it first")
+    if entry is None:  # 400, as the LangGraph Server answers: the operation needs the thread's graph
+        raise BadRequest(f"thread {thread_id} has no assigned graph ID: run it first, create it with graph_id, "
+                         "or set metadata.graph_id")
     if thread["status"] == "busy":
         raise Conflict(f"thread {thread_id} is busy")
     if data.as_node is not None and data.as_node not in entry.graph.nodes:
@@ -297,5 +310,54 @@ async def get_history(thread_id: str, resources: ResourcesT, limit: int = 10,
     return await _history(resources, thread_id, HistoryQuery(limit=limit, before=before))
 
 
+# -- whole-thread operations ----------------------------------------------------------------------
+
+class ThreadPrune(msgspec.Struct, kw_only=True):
+    thread_ids: list[str]
+    strategy: Literal["delete", "keep_latest"] = "delete"
+
+
+def _storage(resources: ResourcesT, what: str) -> ThreadStorage:
+    if resources.pool is None:
+        raise NotSupported(f"{what} needs the PostgreSQL checkpointer (CHECKPOINTER=memory keeps no tables)")
+    return ThreadStorage(resources.pool)
+
+
+@post("/threads/{thread_id:str}/copy", status_code=200)
+async def copy_thread(thread_id: str, resources: ResourcesT) -> dict[str, Any]:
+    """A new thread with this one's metadata, state and every checkpoint (one transaction)."""
+    _bind(thread_id)
+    return await _storage(resources, "copying a thread").copy(thread_id)
+
+
+@post("/threads/prune", status_code=200)
+async def prune_threads(data: ThreadPrune, resources: ResourcesT) -> dict[str, int]:
+    """``delete``: remove the threads (not those a run holds); ``keep_latest``: keep only the latest checkpoint."""
+    if len(data.thread_ids) > MAX_LIMIT:
+        raise Unprocessable(f"at most {MAX_LIMIT} thread_ids per request")
+    storable(data.thread_ids, "thread_ids")
+    if resources.pool is None and data.strategy == "delete":
+        pruned = 0
+        for thread_id in dict.fromkeys(data.thread_ids):
+            try:
+                await resources.threads.delete(thread_id)
+            except (NotFound, Conflict):
+                continue
+            pruned += 1
+        return {"pruned_count": pruned}
+    storage = _storage(resources, "keep_latest pruning")
+    return {"pruned_count": await storage.prune(data.thread_ids, data.strategy, resources.checkpointer)}
+
+
+@get("/threads/{thread_id:str}/storage")
+async def get_thread_storage(thread_id: str, resources: ResourcesT) -> dict[str, Any]:
+    """Bytes the thread's checkpoints, channel values (per channel) and pending writes occupy, as stored."""
+    _bind(thread_id)
+    storage = _storage(resources, "thread storage")
+    await resources.threads.get(thread_id)  # 404 for a thread that does not exist
+    return await storage.storage(thread_id)
+
+
 ROUTES = [create_thread, get_thread, patch_thread, delete_thread, search_threads, count_threads, get_state,
-          get_state_at, post_state_at, update_state, post_history, get_history]
+          get_state_at, post_state_at, update_state, post_history, get_history, copy_thread, prune_threads,
+          get_thread_storage]

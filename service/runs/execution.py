@@ -98,11 +98,12 @@ def requested_modes(body: RunCreate) -> list[str]:
     return requested or ["values"]
 
 
-def config_for(entry: GraphEntry, body: RunCreate, run_id: str, thread_id: str) -> dict[str, Any]:
-    config: dict[str, Any] = dict(body.config or {})
+def config_for(entry: GraphEntry, body: RunCreate, run_id: str, thread_id: str, assistant_id: str,
+               merged: dict[str, Any]) -> dict[str, Any]:
+    """The run's config: ``merged`` (the assistant's with the request's) plus the run's own ids."""
+    config: dict[str, Any] = dict(merged)
     configurable = dict(config.get("configurable") or {})
-    configurable.update(thread_id=thread_id, run_id=run_id, assistant_id=entry.assistant_id,
-                        graph_id=entry.graph_id)
+    configurable.update(thread_id=thread_id, run_id=run_id, assistant_id=assistant_id, graph_id=entry.graph_id)
     checkpoint = dict(body.checkpoint or {})
     if body.checkpoint_id:
         checkpoint["checkpoint_id"] = body.checkpoint_id
@@ -111,22 +112,40 @@ def config_for(entry: GraphEntry, body: RunCreate, run_id: str, thread_id: str) 
             configurable[key] = checkpoint[key]
     config["configurable"] = configurable
     config["metadata"] = {**(config.get("metadata") or {}), **(body.metadata or {}),
-                          "run_id": run_id, "graph_id": entry.graph_id, "assistant_id": entry.assistant_id}
+                          "run_id": run_id, "graph_id": entry.graph_id, "assistant_id": assistant_id}
     return config
 
 
-async def run_graph(entry: GraphEntry, body: RunCreate, run_id: str, thread_id: str, emit: Emit | None, *,
+@dataclass(frozen=True)
+class RunTarget:
+    """Where a run goes: its thread and ids, and the config and context its assistant merged in."""
+
+    run_id: str
+    thread_id: str
+    assistant_id: str
+    config: dict[str, Any]
+    context: dict[str, Any]
+
+
+async def run_graph(entry: GraphEntry, body: RunCreate, target: RunTarget, emit: Emit | None, *,
                     resume: bool = False) -> Outcome:
     """Execute the graph for one run; ``emit`` gets the requested stream events (None: no stream).
 
     ``resume``: the run already wrote checkpoints on an earlier attempt (its pod died); it continues
     from the thread's last checkpoint instead of starting over with its input.
     """
-    graph = entry.graph
+    # A graph factory builds this run's graph from its config (and context); others are the one graph.
+    config = config_for(entry, body, target.run_id, target.thread_id, target.assistant_id, target.config)
+    async with entry.for_run(config, target.context) as graph:
+        return await _run(graph, config, body, target, emit, resume)
+
+
+async def _run(graph: Any, config: dict[str, Any], body: RunCreate, target: RunTarget, emit: Emit | None,
+               resume: bool) -> Outcome:
+    thread_id = target.thread_id
     requested = requested_modes(body) if emit is not None else []
     graph_modes = list(dict.fromkeys([_GRAPH_MODE.get(m, m) for m in requested] + ["values", "updates"]))
     emit_modes = {_GRAPH_MODE.get(m, m) for m in requested}
-    config = config_for(entry, body, run_id, thread_id)
     graph_input: Any = body.input
     if resume:
         graph_input = None
@@ -140,13 +159,12 @@ async def run_graph(entry: GraphEntry, body: RunCreate, run_id: str, thread_id: 
         kwargs["interrupt_after"] = body.interrupt_after
     if body.durability is not None:
         kwargs["durability"] = body.durability
-    if body.context is not None:
-        kwargs["context"] = body.context
+    kwargs["context"] = target.context
 
     values: dict[str, Any] | None = None
     interrupted = False
     interrupt_list: list[Any] = []
-    async for item in graph.astream(graph_input, config, **kwargs):  # type: ignore[call-overload]
+    async for item in graph.astream(graph_input, config, **kwargs):
         if body.stream_subgraphs:
             namespace, mode, chunk = item
         else:

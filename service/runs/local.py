@@ -18,10 +18,11 @@ from typing import Any
 import msgspec
 
 from service import metrics
+from service.assistants import AssistantStore, merge_run_config, resolve_assistant, thread_metadata
 from service.errors import UNAVAILABLE_ERRORS, Conflict, NotFound
-from service.graphs import GraphEntry, resolve
+from service.graphs import GraphEntry
 from service.logging import get_logger
-from service.runs.execution import Outcome, RunCreate, failure, requested_modes, run_graph
+from service.runs.execution import Outcome, RunCreate, RunTarget, failure, requested_modes, run_graph
 from service.threads import RunRecord, ThreadStore, new_thread_id
 from service.validation import storable
 
@@ -34,32 +35,37 @@ class LocalRun:
     entry: GraphEntry
     temporary: bool
     events: asyncio.Queue[tuple[str, Any] | None]
+    target: RunTarget
     task: asyncio.Task[Outcome] | None = None
 
 
 class LocalRunManager:
     """Admits, executes and tracks the runs of this process."""
 
-    def __init__(self, threads: ThreadStore, graphs: dict[str, GraphEntry], *, queue_timeout: float) -> None:
+    def __init__(self, threads: ThreadStore, graphs: dict[str, GraphEntry], *, queue_timeout: float,
+                 assistants: AssistantStore) -> None:
         self.threads = threads
+        self.assistants = assistants
         self.graphs = graphs
         self.queue_timeout = queue_timeout
         self.in_flight: set[asyncio.Task[Any]] = set()
 
     async def admit(self, thread_id: str | None, body: RunCreate) -> LocalRun:
-        entry = resolve(self.graphs, body.assistant_id)
         requested_modes(body)  # validate before anything is created
         storable([body.input, body.command and msgspec.structs.asdict(body.command), body.config, body.context,
                   body.metadata], "run")
         if thread_id is not None:
             storable(thread_id, "thread_id")
+        assistant, entry = await resolve_assistant(self.assistants, self.graphs, body.assistant_id)
+        config, context = merge_run_config(assistant, body.config, body.context, entry.graph)
         temporary = thread_id is None
         create: dict[str, Any] | None = None
         if thread_id is None:
-            thread_id, create = new_thread_id(), {"graph_id": entry.graph_id, "temporary": True}
+            thread_id, create = new_thread_id(), {**thread_metadata(assistant, body.config, body.metadata),
+                                                  "temporary": True}
         elif body.if_not_exists == "create":
-            create = {"graph_id": entry.graph_id}
-        run = RunRecord(run_id=str(uuid.uuid4()), thread_id=thread_id, assistant_id=entry.assistant_id,
+            create = thread_metadata(assistant, body.config, body.metadata)
+        run = RunRecord(run_id=str(uuid.uuid4()), thread_id=thread_id, assistant_id=assistant.assistant_id,
                         graph_id=entry.graph_id, metadata=body.metadata or {},
                         multitask_strategy=body.multitask_strategy)
         try:
@@ -72,7 +78,8 @@ class LocalRunManager:
                     await asyncio.shield(self._drop_thread(thread_id))
             raise
         metrics.THREAD_LOCK_WAIT.observe(waited)
-        return LocalRun(run, entry, temporary, asyncio.Queue())
+        return LocalRun(run, entry, temporary, asyncio.Queue(),
+                        RunTarget(run.run_id, thread_id, assistant.assistant_id, config, context))
 
     def start(self, active: LocalRun, body: RunCreate, *, stream: bool) -> LocalRun:
         active.task = asyncio.create_task(self._execute(active, body, stream))
@@ -95,7 +102,7 @@ class LocalRunManager:
             await active.events.put((event, payload))
 
         try:
-            outcome = await run_graph(entry, body, run.run_id, run.thread_id, emit if stream else None)
+            outcome = await run_graph(entry, body, active.target, emit if stream else None)
         except asyncio.CancelledError:
             outcome = Outcome("interrupted", "idle", None, error={"error": "Cancelled", "message": "run cancelled"})
             raise

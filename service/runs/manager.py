@@ -21,8 +21,9 @@ import msgspec
 from psycopg.types.json import Jsonb
 
 from service import metrics
+from service.assistants import AssistantStore, merge_run_config, resolve_assistant, thread_metadata
 from service.errors import Conflict, NotFound, Unprocessable
-from service.graphs import GraphEntry, resolve
+from service.graphs import GraphEntry
 from service.logging import get_logger
 from service.runs.events import Event, EventLog
 from service.runs.execution import Outcome, RunCreate, encode_kwargs, requested_modes
@@ -47,6 +48,7 @@ from service.validation import storable
 log = get_logger("service.runs")
 
 Kind = Literal["wait", "stream", "background"]
+_MAX_UUID = "ffffffff-ffff-ffff-ffff-ffffffffffff"  # a cursor after every run created at the same instant
 WebhookSender = Callable[[str, dict[str, Any]], Coroutine[Any, Any, None]]
 WebhookCheck = Callable[[str], None]
 
@@ -69,14 +71,15 @@ class Created:
 
 class QueueRunManager:
     def __init__(self, queue: RunQueue, events: EventLog, notifier: Notifier, threads: ThreadStore,
-                 graphs: dict[str, GraphEntry], *, slots: int, lease: float, sample_interval: float = 10.0,
-                 events_ttl: float = 3600.0, webhook_check: WebhookCheck | None = None,
+                 graphs: dict[str, GraphEntry], assistants: AssistantStore, *, slots: int, lease: float,
+                 sample_interval: float = 10.0, events_ttl: float = 3600.0, webhook_check: WebhookCheck | None = None,
                  webhook_send: WebhookSender | None = None) -> None:
         self.queue = queue
         self.events = events
         self.notifier = notifier
         self.threads = threads
         self.graphs = graphs
+        self.assistants = assistants
         self.webhook_check = webhook_check
         self.sample_interval = sample_interval
         self.events_ttl = events_ttl
@@ -118,32 +121,34 @@ class QueueRunManager:
 
     # -- creating ------------------------------------------------------------------------------------
     async def create(self, thread_id: str | None, body: RunCreate, kind: Kind) -> Created:
-        entry = resolve(self.graphs, body.assistant_id)
         requested_modes(body)
         storable([body.input, body.command and msgspec.structs.asdict(body.command), body.config, body.context,
                   body.metadata], "run")
         if thread_id is not None:
             storable(thread_id, "thread_id")
+        assistant, entry = await resolve_assistant(self.assistants, self.graphs, body.assistant_id)
+        config, context = merge_run_config(assistant, body.config, body.context, entry.graph)
         if body.after_seconds is not None and body.after_seconds < 0:
             raise Unprocessable("after_seconds must not be negative")
         if body.webhook is not None and self.webhook_check is not None:
             self.webhook_check(body.webhook)
-        thread_metadata = {"graph_id": entry.graph_id, "assistant_id": entry.assistant_id}
+        owner = {"graph_id": entry.graph_id, "assistant_id": assistant.assistant_id}
         create: dict[str, Any] | None = None
         temporary = thread_id is None
         if thread_id is None:
-            thread_id, create = new_thread_id(), {**thread_metadata, "temporary": True}
+            thread_id, create = new_thread_id(), {**thread_metadata(assistant, body.config, body.metadata),
+                                                  "temporary": True}
         elif body.if_not_exists == "create":
-            create = dict(thread_metadata)
+            create = thread_metadata(assistant, body.config, body.metadata)
         kwargs = encode_kwargs(body)
-        kwargs["_store_events"] = kind != "wait"
-        kwargs["_kind"] = kind
-        kwargs["_temporary"] = temporary
+        # What the executing pod needs besides the body (never shown in the API: "_" keys).
+        kwargs.update(_store_events=kind != "wait", _kind=kind, _temporary=temporary, _graph_id=entry.graph_id,
+                      _config=config, _context=context)
         run_now = kind != "background" or body.multitask_strategy == "reject" or self.workers.free_slots > 0
         try:
             submitted = await self.queue.submit(
-                thread_id=thread_id, assistant_id=entry.assistant_id, kwargs=kwargs, metadata=body.metadata or {},
-                strategy=body.multitask_strategy, run_now=run_now, create=create, thread_metadata=thread_metadata,
+                thread_id=thread_id, assistant_id=assistant.assistant_id, kwargs=kwargs, metadata=body.metadata or {},
+                strategy=body.multitask_strategy, run_now=run_now, create=create, thread_metadata=owner,
                 after_seconds=body.after_seconds)
         except Conflict:
             metrics.RUNS.labels(entry.graph_id, "rejected").inc()
@@ -165,26 +170,27 @@ class QueueRunManager:
     async def submit_in(self, conn: Any, thread_id: str | None, payload: dict[str, Any]) -> str:
         """The crons' Submit: a pending run inside the caller's transaction ``conn``; its run id.
 
-        ``thread_id`` None: a new thread, whose metadata carries the payload's ``cron_id``. Any pod's
-        workers claim the run once the transaction commits (the NOTIFY goes out with the commit).
+        ``thread_id`` None: a new thread, whose metadata carries the run's metadata (and so the
+        payload's ``cron_id``). Any pod's workers claim the run once the transaction commits (the
+        NOTIFY goes out with the commit).
         """
         body = msgspec.convert(payload, RunCreate)
-        entry = resolve(self.graphs, body.assistant_id)
-        thread_metadata = {"graph_id": entry.graph_id, "assistant_id": entry.assistant_id}
+        assistant, entry = await resolve_assistant(self.assistants, self.graphs, body.assistant_id)
+        config, context = merge_run_config(assistant, body.config, body.context, entry.graph)
+        owner = {"graph_id": entry.graph_id, "assistant_id": assistant.assistant_id}
         create: dict[str, Any] | None = None
         if thread_id is None:
-            cron_id = (body.metadata or {}).get("cron_id")
-            thread_id, create = new_thread_id(), {**thread_metadata, **({"cron_id": cron_id} if cron_id else {})}
+            thread_id, create = new_thread_id(), thread_metadata(assistant, body.config, body.metadata)
         kwargs = encode_kwargs(body)
-        kwargs["_store_events"] = True
-        kwargs["_temporary"] = False  # on_completion says what happens to a cron's thread
+        # on_completion (set by the cron) says what happens to a stateless cron's thread.
+        kwargs.update(_store_events=True, _kind="background", _temporary=False, _graph_id=entry.graph_id,
+                      _config=config, _context=context)
         submitted = await self.queue.submit(
-            thread_id=thread_id, assistant_id=entry.assistant_id, kwargs=kwargs, metadata=body.metadata or {},
-            strategy=body.multitask_strategy, run_now=False, create=create, thread_metadata=thread_metadata,
-            conn=conn)
+            thread_id=thread_id, assistant_id=assistant.assistant_id, kwargs=kwargs, metadata=body.metadata or {},
+            strategy=body.multitask_strategy, run_now=False, create=create, thread_metadata=owner, conn=conn)
         run_id = str(submitted.row["run_id"])
         if create is None:
-            await conn.execute(TAG_THREAD_SQL, {"thread_id": thread_id, "thread_metadata": Jsonb(thread_metadata)})
+            await conn.execute(TAG_THREAD_SQL, {"thread_id": thread_id, "thread_metadata": Jsonb(owner)})
         if body.multitask_strategy in ("interrupt", "rollback"):
             # The runs ahead on the thread, cancelled in the same transaction (their pods hear of it at commit).
             cur = await conn.execute(CANCEL_AHEAD_SQL, {"thread_id": thread_id, "run_id": run_id})
@@ -243,6 +249,26 @@ class QueueRunManager:
                 return
         async for item in self.events.follow(run_id, after):
             yield item
+
+    async def follow_thread(self, thread_id: str, resume: tuple[str, int] | None
+                            ) -> AsyncIterator[tuple[str, Event]]:
+        """The events of the thread's runs, one run after another, from its oldest live run (or the
+        run and event ``resume`` names) on, and of every run created later, until the client leaves."""
+        if resume is not None:
+            row = await self.queue.get(resume[0], thread_id)
+            async for item in self.follow(resume[0], resume[1]):
+                yield resume[0], item
+            after_ts, after_id = row["created_at"], resume[0]
+        else:
+            after_ts, after_id = await self.queue.thread_start(thread_id), _MAX_UUID
+        while True:
+            nxt = await self.queue.next_run(thread_id, after_ts, after_id)
+            if nxt is None:
+                await self.notifier.wait(CHANNEL_RUNS, timeout=min(1.0, self.notifier.poll_interval))
+                continue
+            async for item in self.follow(nxt["run_id"]):
+                yield nxt["run_id"], item
+            after_ts, after_id = nxt["created_at"], nxt["run_id"]
 
     # -- the other operations ------------------------------------------------------------------------
     async def get(self, thread_id: str | None, run_id: str) -> dict[str, Any]:

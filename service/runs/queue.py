@@ -200,6 +200,18 @@ ORDER BY created_at DESC, run_id DESC LIMIT %(limit)s OFFSET %(offset)s
 
 STATUS_SQL = "SELECT status, thread_id FROM runs WHERE run_id = %(run_id)s"
 
+# The thread stream: where to begin (its oldest live run, else now), and the run after a cursor.
+THREAD_START_SQL = """
+SELECT coalesce((SELECT min(created_at) FROM runs WHERE thread_id = %(thread_id)s
+                 AND status IN ('pending', 'running')) - interval '1 microsecond', now()) AS after_ts,
+       EXISTS (SELECT 1 FROM threads WHERE thread_id = %(thread_id)s) AS found
+"""
+NEXT_RUN_SQL = """
+SELECT run_id::text AS run_id, created_at FROM runs
+WHERE thread_id = %(thread_id)s AND (created_at, run_id) > (%(after_ts)s, %(after_id)s::uuid)
+ORDER BY created_at, run_id LIMIT 1
+"""
+
 DELETE_SQL = """
 WITH gone AS (
     DELETE FROM runs WHERE run_id = %(run_id)s AND thread_id = %(thread_id)s
@@ -426,6 +438,21 @@ class RunQueue:
             cur = await conn.execute(STATUS_SQL, {"run_id": run_id})
             row = await cur.fetchone()
         return None if row is None else str(row["status"])
+
+    async def thread_start(self, thread_id: str) -> Any:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(THREAD_START_SQL, {"thread_id": thread_id})
+            row = await cur.fetchone()
+        if row is None or not row["found"]:
+            raise NotFound(f"thread {thread_id} not found")
+        return row["after_ts"]
+
+    async def next_run(self, thread_id: str, after_ts: Any, after_id: str) -> dict[str, Any] | None:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(NEXT_RUN_SQL, {"thread_id": thread_id, "after_ts": after_ts,
+                                                    "after_id": after_id})
+            row = await cur.fetchone()
+        return dict(row) if row else None
 
     async def delete(self, thread_id: str, run_id: str) -> None:
         async with self.pool.connection() as conn:

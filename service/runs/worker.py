@@ -22,10 +22,10 @@ from typing import Any
 
 from service import metrics
 from service.errors import UNAVAILABLE_ERRORS
-from service.graphs import GraphEntry, resolve
+from service.graphs import GraphEntry
 from service.logging import get_logger
 from service.runs.events import EventLog, Hub
-from service.runs.execution import Outcome, RunCreate, decode_kwargs, failure, run_graph
+from service.runs.execution import Outcome, RunCreate, RunTarget, decode_kwargs, failure, run_graph
 from service.runs.notify import Notifier
 from service.runs.queue import CHANNEL_CANCEL, CHANNEL_DONE, CHANNEL_RUNS, RunQueue
 
@@ -97,10 +97,11 @@ class Workers:
                     self._start_claimed(row)
                 if len(rows) and self.free_slots:
                     continue  # there may be more
-                due = await self.queue.next_due()
                 timeout = self.notifier.poll_interval
-                if due is not None:
-                    timeout = min(timeout, max(0.01, due + 0.01))
+                if self.notifier.listening:  # polling looks often anyway: no statement for the next due time
+                    due = await self.queue.next_due()
+                    if due is not None:
+                        timeout = min(timeout, max(0.01, due + 0.01))
                 await self.notifier.wait(CHANNEL_RUNS, timeout=timeout)
             except asyncio.CancelledError:
                 raise
@@ -119,7 +120,7 @@ class Workers:
                 metrics.THREAD_LOCK_WAIT.observe(queued)
         try:
             body = decode_kwargs(row["kwargs"])
-            entry = resolve(self.graphs, body.assistant_id)
+            entry = self.graphs[row["kwargs"]["_graph_id"]]
         except Exception as exc:
             # Not runnable here (a graph this pod does not serve, a body it cannot read): fail it.
             outcome = failure(exc, False)
@@ -161,7 +162,11 @@ class Workers:
 
             if ex.cancel_action is not None:  # cancelled while its pod was dying: end it, do not run it
                 raise asyncio.CancelledError
-            outcome = await run_graph(ex.entry, ex.body, run_id, thread_id, emit, resume=resume)
+            kwargs = ex.row["kwargs"]
+            target = RunTarget(run_id, thread_id, str(ex.row["assistant_id"]),
+                               kwargs.get("_config", ex.body.config or {}),
+                               kwargs.get("_context", ex.body.context or {}))
+            outcome = await run_graph(ex.entry, ex.body, target, emit, resume=resume)
         except asyncio.CancelledError:
             task = asyncio.current_task()
             if task is not None:

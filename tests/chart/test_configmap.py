@@ -26,6 +26,7 @@ class TestConfigMap:
             "DB_POOL_MAX_LIFETIME": "1800",
             "DB_STATEMENT_TIMEOUT": "30",
             "GRAPHS": '{"support":"service.graphs.support:graph"}',
+            "N_JOBS_PER_WORKER": "10",
             "MAX_BODY_BYTES": "1048576",
             "DRAIN_TIMEOUT": "30",
             "LOG_LEVEL": "INFO",

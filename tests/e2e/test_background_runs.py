@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from typing import Any
@@ -226,6 +227,45 @@ class TestBackgroundRuns:
         history = cb.threads.get_history(thread_id, limit=500)
         assert max(h["values"].get("ticks", 0) for h in history) == 60
         assert sorted({h["values"].get("ticks", 0) for h in history}) == list(range(61))  # continued, not restarted
+
+
+class TestThreadStream:
+    def test_should_stream_every_run_of_a_thread_in_order_and_resume_after_a_cut(
+        self, three_pods: list[ServiceProcess]
+    ) -> None:
+        a, b, c = three_pods
+        client = get_sync_client(url=a.url)
+        thread_id = client.threads.create()["thread_id"]
+        url = f"/threads/{thread_id}/stream"
+        seen: list[dict[str, Any]] = []
+        with httpx.Client(base_url=c.url, timeout=60) as http, http.stream("GET", url) as response:
+            assert response.status_code == 200
+            runs = [client.runs.create(thread_id, "ledger", input={"tag": tag, "delay": 0.2}, stream_mode="updates")
+                    for tag in ("one", "two")]
+            for event in sse(response):
+                seen.append(event)
+                if event["event"] == "updates" and event["id"].startswith(runs[0]["run_id"]):
+                    break  # cut after the first run's update
+        with httpx.Client(base_url=b.url, timeout=60) as http, \
+                http.stream("GET", url, headers={"Last-Event-ID": seen[-1]["id"]}) as response:
+            for event in sse(response):
+                seen.append(event)
+                if event["event"] == "updates" and event["id"].startswith(runs[1]["run_id"]):
+                    break
+        order = [(e["id"].split(":")[0], e["event"]) for e in seen]
+        assert order == [(runs[0]["run_id"], "metadata"), (runs[0]["run_id"], "updates"),
+                         (runs[1]["run_id"], "metadata"), (runs[1]["run_id"], "updates")]
+        assert [e["data"]["record"]["log"] for e in seen if e["event"] == "updates"] == [["one"], ["two"]]
+
+    def test_should_refuse_unknown_thread_stream_modes_and_missing_threads(
+        self, three_pods: list[ServiceProcess]
+    ) -> None:
+        with httpx.Client(base_url=three_pods[0].url, timeout=30) as http:
+            thread_id = http.post("/threads", json={}).json()["thread_id"]
+            bad = http.get(f"/threads/{thread_id}/stream", params={"stream_modes": "bogus"})
+            missing = http.get(f"/threads/{uuid.uuid4()}/stream")
+        assert bad.status_code == 422 and bad.headers["content-type"].startswith("application/problem+json")
+        assert missing.status_code == 404
 
 
 class TestOperations:

@@ -262,3 +262,49 @@ affinity:
   {{- toYaml . | nindent 2 }}
 {{- end }}
 {{- end }}
+
+{{/*
+langgraph.json: whether one is configured, the ConfigMap that holds it, and where pods see it.
+*/}}
+{{- define "langgraph-pg.langgraphJsonEnabled" -}}
+{{- if or .Values.langgraphJson.existingConfigMap .Values.langgraphJson.content }}true{{- end }}
+{{- end }}
+
+{{- define "langgraph-pg.langgraphJsonConfigMapName" -}}
+{{- default (printf "%s-langgraph-json" (include "langgraph-pg.fullname" .)) .Values.langgraphJson.existingConfigMap }}
+{{- end }}
+
+{{- define "langgraph-pg.langgraphJsonPath" -}}
+{{- printf "%s/langgraph.json" .Values.langgraphJson.mountPath }}
+{{- end }}
+
+{{/*
+The volume and mount of langgraph.json (server pods; the migration pods only for an existing
+ConfigMap, which exists before the pre-install hook runs).
+*/}}
+{{- define "langgraph-pg.langgraphJsonVolume" -}}
+- name: langgraph-json
+  configMap:
+    name: {{ include "langgraph-pg.langgraphJsonConfigMapName" . }}
+{{- end }}
+
+{{- define "langgraph-pg.langgraphJsonVolumeMount" -}}
+- name: langgraph-json
+  mountPath: {{ .Values.langgraphJson.mountPath }}
+  readOnly: true
+{{- end }}
+
+{{/*
+What the migration pods know of langgraph.json: the file itself from an existing ConfigMap, or
+else the store section of the chart's content as LANGGRAPH_STORE (the only section the schema
+depends on: store.index needs the vector steps), so the hook needs no ConfigMap of its own.
+*/}}
+{{- define "langgraph-pg.migrationLanggraphEnv" -}}
+{{- if .Values.langgraphJson.existingConfigMap }}
+- name: LANGGRAPH_CONFIG
+  value: {{ include "langgraph-pg.langgraphJsonPath" . | quote }}
+{{- else if and .Values.langgraphJson.content .Values.langgraphJson.content.store }}
+- name: LANGGRAPH_STORE
+  value: {{ .Values.langgraphJson.content.store | toJson | quote }}
+{{- end }}
+{{- end }}

@@ -1,0 +1,1 @@
+"""The long-term memory store: LangGraph's ``AsyncPostgresStore`` with the configured index and TTL."""
