@@ -34,8 +34,8 @@ def client(pod: ServiceProcess) -> SyncLangGraphClient:
 
 
 def assistant(client: SyncLangGraphClient) -> str:
-    found = client.assistants.search(graph_id="agent")
-    return str(found[0]["assistant_id"]) if found else str(client.assistants.search()[0]["assistant_id"])
+    """The system assistant of the support graph (crons take its UUID, as the SDK examples pass it)."""
+    return str(client.assistants.search(graph_id="support")[0]["assistant_id"])
 
 
 def test_should_create_get_search_count_update_and_delete_crons(client: SyncLangGraphClient) -> None:
