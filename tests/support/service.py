@@ -31,10 +31,11 @@ class ServiceProcess:
         self.log_path = Path(tempfile.mkdtemp(prefix="svc-")) / "service.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
+        self.cwd: Path = ROOT  # another tree's service (an earlier release) runs from its own directory
 
     def start(self, *, wait: str | None = "/ready", timeout: float = 30) -> ServiceProcess:
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen([sys.executable, "-m", "service"], env=self.env, cwd=ROOT,
+        self.proc = subprocess.Popen([sys.executable, "-m", "service"], env=self.env, cwd=self.cwd,
                                      stdout=self._log, stderr=subprocess.STDOUT)
         if wait:
             self.wait_for(wait, timeout=timeout)
