@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import socket
 import time
@@ -32,7 +33,7 @@ from litestar.plugins.prometheus import PrometheusConfig
 from psycopg_pool import AsyncConnectionPool
 
 from service import db, instrumentation, metrics, schema, thread_storage
-from service.api import assistants, meta, runs, threads
+from service.api import assistants, crons, meta, runs, threads
 from service.api import store as store_api
 from service.assistants import AssistantStore, MemoryAssistantStore, PostgresAssistantStore
 from service.auth import api_key_guard
@@ -42,11 +43,13 @@ from service.graphs import GraphEntry, GraphSource, bind_graphs, import_graphs
 from service.logging import get_logger
 from service.middleware import RequestLogMiddleware
 from service.pool import Pool
+from service.runs.crons import CronScheduler, CronStore
 from service.runs.events import EventLog
 from service.runs.local import LocalRunManager
 from service.runs.manager import QueueRunManager
 from service.runs.notify import Notifier
-from service.runs.queue import RunQueue
+from service.runs.queue import CHANNEL_CRONS, RunQueue
+from service.runs.webhooks import WebhookSender, validate_webhook
 from service.settings import ConfigError, CorsSettings, Settings
 from service.store import config as store_config
 from service.threads import MemoryThreadStore, PostgresThreadStore, ThreadStore
@@ -122,6 +125,9 @@ class Resources:
     runs: LocalRunManager | QueueRunManager
     readiness: Readiness
     assistants: AssistantStore
+    # None with CHECKPOINTER=memory (crons live in PostgreSQL).
+    crons: CronStore | None = None
+    webhooks: WebhookSender | None = None
 
 
 @asynccontextmanager
@@ -179,7 +185,10 @@ async def open_resources(settings: Settings, sources: dict[str, GraphSource] | N
     if pool is None:
         metrics.READY.set(1)
     server = settings.server
+    webhooks = WebhookSender(settings.webhooks)
     run_manager: LocalRunManager | QueueRunManager
+    crons: CronStore | None = None
+    scheduler: CronScheduler | None = None
     if pool is None:
         run_manager = LocalRunManager(thread_store, graphs, queue_timeout=server.run_queue_timeout,
                                       assistants=assistant_store)
@@ -190,9 +199,17 @@ async def open_resources(settings: Settings, sources: dict[str, GraphSource] | N
             RunQueue(pool, f"{socket.gethostname()}/{os.getpid()}", server.run_lease_seconds),
             EventLog(pool, notifier), notifier, thread_store, graphs, assistant_store,
             slots=server.jobs_per_worker, lease=server.run_lease_seconds,
-            sample_interval=server.queue_sample_seconds, events_ttl=server.run_events_ttl_seconds)
+            sample_interval=server.queue_sample_seconds, events_ttl=server.run_events_ttl_seconds,
+            webhook_check=functools.partial(validate_webhook, policy=settings.webhooks),
+            webhook_send=webhooks.deliver)
+        if settings.crons.enabled:
+            scheduler = CronScheduler(pool, run_manager.submit_in, max_sleep=settings.crons.max_sleep)
+            wake = scheduler.wake
+            notifier.on(CHANNEL_CRONS, lambda _payload: wake())
+        crons = CronStore(pool, on_change=scheduler.wake if scheduler is not None else None)
     resources = Resources(settings, pool, checkpointer, store, thread_store, graphs, run_manager,
-                          Readiness(pool, components=schema.components(settings.store.index)), assistant_store)
+                          Readiness(pool, components=schema.components(settings.store.index)), assistant_store,
+                          crons=crons, webhooks=webhooks)
     if sweeper is not None:  # expired items are deleted by every pod (plain DML, idempotent)
         await sweeper.start_ttl_sweeper()
     thread_ttl = settings.checkpointer_ttl
@@ -202,14 +219,19 @@ async def open_resources(settings: Settings, sources: dict[str, GraphSource] | N
     try:
         if isinstance(run_manager, QueueRunManager):
             await run_manager.start()
+        if scheduler is not None:
+            scheduler.start()
         async with (instrumentation.pool_gauges(pool) if pool is not None and settings.metrics_enabled
                     else contextlib.nullcontext()):
             yield resources
     finally:
         resources.readiness.draining = True
+        if scheduler is not None:
+            await scheduler.stop()  # no new firings; one in flight rolls back and another pod fires it
         left = await run_manager.drain(server.drain_timeout)
         if left:
             log.warning("drain_timeout", runs_still_running=left)
+        await webhooks.close(timeout=settings.webhooks.timeout)
         if sweeper is not None:
             await sweeper.stop_ttl_sweeper(timeout=5)
         if thread_sweeper is not None:
@@ -260,7 +282,8 @@ def create_app(settings: Settings) -> Litestar:
 
     prometheus = PrometheusConfig(app_name="langgraph-pg", prefix="litestar", group_path=True,
                                   exclude=["/metrics", "/ok", "/ready"])
-    handlers: list[Any] = [*meta.ROUTES, *assistants.ROUTES, *threads.ROUTES, *runs.ROUTES, *store_api.ROUTES]
+    handlers: list[Any] = [*meta.ROUTES, *assistants.ROUTES, *threads.ROUTES, *runs.ROUTES, *crons.ROUTES,
+                           *store_api.ROUTES]
     config = AppConfig(
         route_handlers=handlers,
         dependencies={"resources": Provide(provide_resources, sync_to_thread=False)},

@@ -59,6 +59,26 @@ RUNS_CANCELLED = Counter("langgraph_runs_cancelled", "Runs cancelled, by action 
 QUEUE_STATUSES = ("pending", "running")
 CANCEL_ACTIONS = ("interrupt", "rollback")
 
+# -- crons (fed by service/runs/crons.py) ------------------------------------------------------------
+CRON_OUTCOMES = ("fired", "error", "expired")
+CRON_FIRINGS = Counter(
+    "langgraph_cron_firings",
+    "Cron firings claimed by this pod: fired (a run was created), error (the run could not be created and the "
+    "firing was skipped), expired (past the cron's end_time).", ["outcome"],
+)
+CRON_FIRING_DELAY = Histogram(
+    "langgraph_cron_firing_delay_seconds", "Time from a firing's scheduled date to the run's creation.",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600),
+)
+
+# -- webhooks (fed by service/runs/webhooks.py) -------------------------------------------------------
+WEBHOOK_OUTCOMES = ("delivered", "failed", "refused")
+WEBHOOKS = Counter(
+    "langgraph_webhooks",
+    "Run webhooks by outcome: delivered (a 2xx), failed (every attempt failed), refused (the host resolves to an "
+    "address the SSRF policy refuses).", ["outcome"],
+)
+
 # -- checkpointer (fed by service/instrumentation.py) ------------------------------------------------
 CHECKPOINT_DURATION = Histogram(
     "langgraph_checkpoint_operation_duration_seconds",
@@ -145,6 +165,10 @@ def precreate(graph_ids: Iterable[str]) -> None:
         RUN_QUEUE_DEPTH.labels(queue_status)
     for action in CANCEL_ACTIONS:
         RUNS_CANCELLED.labels(action)
+    for outcome in CRON_OUTCOMES:
+        CRON_FIRINGS.labels(outcome)
+    for outcome in WEBHOOK_OUTCOMES:
+        WEBHOOKS.labels(outcome)
 
 
 def run_status_label(status: str) -> str:

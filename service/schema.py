@@ -130,6 +130,29 @@ APP_MIGRATIONS: tuple[str, ...] = (
     """,
     "CREATE INDEX CONCURRENTLY IF NOT EXISTS assistants_graph_created_idx ON assistants (graph_id, created_at DESC)",
     "CREATE INDEX CONCURRENTLY IF NOT EXISTS assistants_metadata_idx ON assistants USING gin (metadata jsonb_path_ops)",
+    # issue 10: crons
+    # A schedule and the run payload it fires (service/runs/crons.py); thread_id NULL: a new thread per firing.
+    """
+    CREATE TABLE IF NOT EXISTS crons (
+        cron_id           uuid PRIMARY KEY,
+        assistant_id      text NOT NULL,
+        thread_id         text REFERENCES threads (thread_id) ON DELETE CASCADE,
+        schedule          text NOT NULL,
+        timezone          text,
+        payload           jsonb NOT NULL DEFAULT '{}',
+        metadata          jsonb NOT NULL DEFAULT '{}',
+        user_id           text,
+        enabled           boolean NOT NULL DEFAULT true,
+        on_run_completed  text CHECK (on_run_completed IN ('delete', 'keep')),
+        end_time          timestamptz,
+        -- The next firing; NULL once past end_time. The scheduler's claim moves it (once per firing).
+        next_run_date     timestamptz,
+        created_at        timestamptz NOT NULL DEFAULT now(),
+        updated_at        timestamptz NOT NULL DEFAULT now()
+    )
+    """,
+    "CREATE INDEX CONCURRENTLY IF NOT EXISTS crons_next_run_idx ON crons (next_run_date) WHERE enabled",
+    "CREATE INDEX CONCURRENTLY IF NOT EXISTS crons_thread_idx ON crons (thread_id) WHERE thread_id IS NOT NULL",
 )
 
 _INDEX_RE = re.compile(

@@ -190,6 +190,42 @@ class ServerSettings:
         )
 
 
+@dataclass(frozen=True)
+class WebhookSettings:
+    """Run webhooks: which addresses they may reach, and how hard delivery tries (service/runs/webhooks.py)."""
+
+    allow_link_local: bool = False
+    allow_loopback: bool = False
+    timeout: float = 10.0
+    attempts: int = 3
+    backoff: float = 1.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> WebhookSettings:
+        env = os.environ if env is None else env
+        return cls(
+            allow_link_local=env_bool(env, "WEBHOOK_ALLOW_LINK_LOCAL", cls.allow_link_local),
+            allow_loopback=env_bool(env, "WEBHOOK_ALLOW_LOOPBACK", cls.allow_loopback),
+            timeout=env_float(env, "WEBHOOK_TIMEOUT", cls.timeout, minimum=0.1),
+            attempts=env_int(env, "WEBHOOK_ATTEMPTS", cls.attempts, minimum=1),
+            backoff=env_float(env, "WEBHOOK_BACKOFF", cls.backoff, minimum=0),
+        )
+
+
+@dataclass(frozen=True)
+class CronSettings:
+    """The cron scheduler every pod runs (service/runs/crons.py)."""
+
+    enabled: bool = True
+    max_sleep: float = 5.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> CronSettings:
+        env = os.environ if env is None else env
+        return cls(enabled=env_bool(env, "CRON_SCHEDULER", cls.enabled),
+                   max_sleep=env_float(env, "CRON_MAX_SLEEP", cls.max_sleep, minimum=0.05))
+
+
 DEFAULT_GRAPHS = {"support": "service.graphs.support:graph", "refunds": "service.graphs.refunds:graph"}
 
 
@@ -468,6 +504,8 @@ class Settings:
     # langgraph.json ``env`` entries the process environment does not set (applied before graphs load).
     extra_env: dict[str, str] = field(default_factory=dict)
     config_path: str | None = None
+    webhooks: WebhookSettings = WebhookSettings()
+    crons: CronSettings = CronSettings()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -518,4 +556,5 @@ class Settings:
                    checkpointer_ttl=CheckpointerTTLSettings.from_mapping(
                        checkpointer_ttl, f"{file.path}: checkpointer.ttl") if checkpointer_ttl is not None else None,
                    auth=auth if auth is not None else file.auth,
-                   extra_env=extra_env, config_path=str(file.path) if file.path else None)
+                   extra_env=extra_env, config_path=str(file.path) if file.path else None,
+                   webhooks=WebhookSettings.from_env(env), crons=CronSettings.from_env(env))

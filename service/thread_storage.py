@@ -74,6 +74,8 @@ DELETE FROM threads t WHERE t.thread_id = ANY(%(ids)s) AND t.updated_at < %(cuto
   AND NOT ({LIVE_HOLDER})
   AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.thread_id = t.thread_id AND r.status = 'pending'
                   AND r.lease_expires_at > now())
+  -- A thread with a cron is kept however long it has been idle (deleting it would delete the cron).
+  AND NOT EXISTS (SELECT 1 FROM crons c WHERE c.thread_id = t.thread_id)
 RETURNING t.thread_id
 """
 

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import msgspec
+from psycopg.types.json import Jsonb
 
 from service import metrics
 from service.assistants import AssistantStore, merge_run_config, resolve_assistant, thread_metadata
@@ -26,7 +28,19 @@ from service.logging import get_logger
 from service.runs.events import Event, EventLog
 from service.runs.execution import Outcome, RunCreate, encode_kwargs, requested_modes
 from service.runs.notify import Notifier
-from service.runs.queue import CHANNEL_DONE, CHANNEL_RUNS, FINAL, CancelAction, RunQueue, public_status, run_json
+from service.runs.queue import (
+    CANCEL_AHEAD_SQL,
+    CHANNEL_DONE,
+    CHANNEL_RUNS,
+    FINAL,
+    NOTIFY_RUNS_SQL,
+    TAG_THREAD_SQL,
+    CancelAction,
+    RunQueue,
+    public_status,
+    run_json,
+)
+from service.runs.webhooks import webhook_payload
 from service.runs.worker import Execution, Workers
 from service.threads import RunStatus, ThreadStore, new_thread_id
 from service.validation import storable
@@ -153,6 +167,40 @@ class QueueRunManager:
             await self.queue.wake()
         return Created(row, body, entry, execution)
 
+    async def submit_in(self, conn: Any, thread_id: str | None, payload: dict[str, Any]) -> str:
+        """The crons' Submit: a pending run inside the caller's transaction ``conn``; its run id.
+
+        ``thread_id`` None: a new thread, whose metadata carries the run's metadata (and so the
+        payload's ``cron_id``). Any pod's workers claim the run once the transaction commits (the
+        NOTIFY goes out with the commit).
+        """
+        body = msgspec.convert(payload, RunCreate)
+        assistant, entry = await resolve_assistant(self.assistants, self.graphs, body.assistant_id)
+        config, context = merge_run_config(assistant, body.config, body.context, entry.graph)
+        owner = {"graph_id": entry.graph_id, "assistant_id": assistant.assistant_id}
+        create: dict[str, Any] | None = None
+        if thread_id is None:
+            thread_id, create = new_thread_id(), thread_metadata(assistant, body.config, body.metadata)
+        kwargs = encode_kwargs(body)
+        # on_completion (set by the cron) says what happens to a stateless cron's thread.
+        kwargs.update(_store_events=True, _kind="background", _temporary=False, _graph_id=entry.graph_id,
+                      _config=config, _context=context)
+        submitted = await self.queue.submit(
+            thread_id=thread_id, assistant_id=assistant.assistant_id, kwargs=kwargs, metadata=body.metadata or {},
+            strategy=body.multitask_strategy, run_now=False, create=create, thread_metadata=owner, conn=conn)
+        run_id = str(submitted.row["run_id"])
+        if create is None:
+            await conn.execute(TAG_THREAD_SQL, {"thread_id": thread_id, "thread_metadata": Jsonb(owner)})
+        if body.multitask_strategy in ("interrupt", "rollback"):
+            # The runs ahead on the thread, cancelled in the same transaction (their pods hear of it at commit).
+            cur = await conn.execute(CANCEL_AHEAD_SQL, {"thread_id": thread_id, "run_id": run_id})
+            ahead = [r["run_id"] for r in await cur.fetchall()]
+            if ahead:
+                action: CancelAction = "interrupt" if body.multitask_strategy == "interrupt" else "rollback"
+                await self.queue.cancel(action=action, run_ids=ahead, conn=conn)
+        await conn.execute(NOTIFY_RUNS_SQL)
+        return run_id
+
     # -- waiting -------------------------------------------------------------------------------------
     async def outcome(self, run_id: str, thread_id: str, execution: Execution | None = None) -> Outcome:
         """Wait for the run's end, wherever it executes, and return its outcome."""
@@ -254,8 +302,10 @@ class QueueRunManager:
             with contextlib.suppress(NotFound, Conflict, Exception):
                 await self.threads.delete(str(row["thread_id"]))
         if body.webhook and self.webhook_send is not None:
-            payload = {**run_json(row), "status": public_status(outcome.run_status),
-                       "values": outcome.values, "error": (outcome.error or {}).get("message")}
+            payload = webhook_payload(run_json(row), status=public_status(outcome.run_status),
+                                      started_at=row.get("started_at"),
+                                      ended_at=row.get("ended_at") or dt.datetime.now(dt.UTC),
+                                      values=outcome.values, error=outcome.error)
             task = asyncio.create_task(self.webhook_send(body.webhook, payload))
             self._background.add(task)
             task.add_done_callback(self._background.discard)

@@ -21,10 +21,10 @@ import psycopg
 
 from service import db
 from service.logging import get_logger
-from service.runs.queue import CHANNEL_CANCEL, CHANNEL_DONE, CHANNEL_EVENTS, CHANNEL_RUNS
+from service.runs.queue import CHANNEL_CANCEL, CHANNEL_CRONS, CHANNEL_DONE, CHANNEL_EVENTS, CHANNEL_RUNS
 
 log = get_logger("service.runs.notify")
-CHANNELS = (CHANNEL_RUNS, CHANNEL_CANCEL, CHANNEL_DONE, CHANNEL_EVENTS)
+CHANNELS = (CHANNEL_RUNS, CHANNEL_CANCEL, CHANNEL_DONE, CHANNEL_EVENTS, CHANNEL_CRONS)
 
 
 class Notifier:

@@ -38,6 +38,7 @@ CHANNEL_RUNS = "langgraph_runs"        # a run became claimable: workers look
 CHANNEL_CANCEL = "langgraph_cancel"    # payload run_id: its executing pod stops it
 CHANNEL_DONE = "langgraph_run_done"    # payload run_id: it reached a final status
 CHANNEL_EVENTS = "langgraph_run_events"  # payload run_id: new stream events are stored
+CHANNEL_CRONS = "langgraph_crons"      # a cron was created or patched: schedulers look again
 
 CancelAction = Literal["interrupt", "rollback"]
 
@@ -82,7 +83,7 @@ WITH thread AS (
            CASE WHEN EXISTS (SELECT 1 FROM taken) THEN 1 ELSE 0 END, clock_timestamp(), clock_timestamp()
     FROM thread th
     WHERE EXISTS (SELECT 1 FROM taken) OR %(strategy)s <> 'reject'
-       OR (%(not_before)s::timestamptz IS NOT NULL AND NOT th.busy)
+       OR (NOT %(run_now)s AND NOT th.busy)  -- delayed or queued on purpose: 'reject' only when busy
     RETURNING {_RUN_COLUMNS}
 )
 SELECT (SELECT busy FROM thread) AS busy, EXISTS (SELECT 1 FROM taken) AS taken, i.*
@@ -104,6 +105,11 @@ SELECT %(run_id)s, thread_id, %(assistant_id)s, 'running', %(strategy)s, %(metad
 FROM created
 RETURNING {_RUN_COLUMNS}, FALSE AS busy, TRUE AS taken
 """
+
+# The graph of a run queued for later on an existing thread (SUBMIT_SQL records it only when it takes
+# the thread), so that the thread's state reads through that graph before the run starts.
+TAG_THREAD_SQL = "UPDATE threads SET metadata = metadata || %(thread_metadata)s " \
+                 "WHERE thread_id = %(thread_id)s AND NOT metadata @> %(thread_metadata)s"
 
 CREATE_THREAD_SQL = "INSERT INTO threads (thread_id, metadata) VALUES (%(thread_id)s, %(create_metadata)s::jsonb) " \
                     "ON CONFLICT DO NOTHING"

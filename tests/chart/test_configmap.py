@@ -30,6 +30,13 @@ class TestConfigMap:
             "MAX_BODY_BYTES": "1048576",
             "DRAIN_TIMEOUT": "30",
             "LOG_LEVEL": "INFO",
+            "CRON_SCHEDULER": "true",
+            "CRON_MAX_SLEEP": "5",
+            "WEBHOOK_TIMEOUT": "10",
+            "WEBHOOK_ATTEMPTS": "3",
+            "WEBHOOK_BACKOFF": "1",
+            "WEBHOOK_ALLOW_LINK_LOCAL": "false",
+            "WEBHOOK_ALLOW_LOOPBACK": "false",
         }
 
     def test_should_take_each_setting_from_values(self) -> None:
@@ -59,3 +66,21 @@ class TestConfigMap:
     def test_should_always_use_the_postgres_checkpointer(self) -> None:
         assert config({"database.pgbouncer": True, "database.migrateUrl": "postgresql://o@db/x"})["CHECKPOINTER"] == \
             "postgres"
+
+    def test_should_take_the_cron_and_webhook_settings_from_values(self) -> None:
+        data = config({
+            "crons.schedulerEnabled": False, "crons.maxSleepSeconds": 0.5, "webhooks.timeoutSeconds": 2.5,
+            "webhooks.attempts": 5, "webhooks.backoffSeconds": 0, "webhooks.allowLinkLocal": True,
+            "webhooks.allowLoopback": True,
+        })
+        assert {k: v for k, v in data.items() if k.startswith(("CRON_", "WEBHOOK_"))} == {
+            "CRON_SCHEDULER": "false", "CRON_MAX_SLEEP": "0.5", "WEBHOOK_TIMEOUT": "2.5", "WEBHOOK_ATTEMPTS": "5",
+            "WEBHOOK_BACKOFF": "0", "WEBHOOK_ALLOW_LINK_LOCAL": "true", "WEBHOOK_ALLOW_LOOPBACK": "true"}
+
+    def test_should_be_read_by_the_service_settings(self) -> None:
+        """What the chart renders is what the service accepts (its own parser, not a copy of it)."""
+        from service.settings import CronSettings, WebhookSettings
+
+        data = config({"crons.maxSleepSeconds": 0.5, "webhooks.allowLinkLocal": True})
+        assert CronSettings.from_env(data) == CronSettings(enabled=True, max_sleep=0.5)
+        assert WebhookSettings.from_env(data) == WebhookSettings(allow_link_local=True)

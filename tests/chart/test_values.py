@@ -138,6 +138,8 @@ class TestValuesSchema:
         ({"apiKeys.keys": ["a,b"]}, "keys"),
         ({"podDisruptionBudget.maxUnavailable": "half"}, "maxUnavailable"),
         ({"migration.pushgatewayUrl": "pushgateway:9091"}, "pushgatewayUrl"),
+        ({"webhooks.attempts": 0}, "minimum"),
+        ({"crons.maxSleepSeconds": "5s"}, "maxSleepSeconds"),
     ], ids=lambda v: json.dumps(v) if isinstance(v, dict) else None)
     def test_should_reject_invalid_values(self, values: dict[str, Any], message: str) -> None:
         assert message in render_error(values)

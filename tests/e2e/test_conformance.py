@@ -33,19 +33,11 @@ SPEC: dict[str, Any] = json.loads(SPEC_FILE.read_text())
 EXCLUDED_PREFIXES = ("/a2a/", "/mcp/")  # A2A and MCP are out of scope (issue 11)
 METHODS = ("get", "post", "put", "patch", "delete")
 
-_CRONS = "crons: issue 10 (crons run on the durable run queue it builds)"
 _THREAD_STREAM = ("the protocol's thread events and commands (stream v2): not built yet; the thread stream "
                   "of run events (GET /threads/{thread_id}/stream) is served")
 
 # The spec's operations this service does not serve (yet), and why. The README's API table says the same.
 NOT_SERVED: dict[tuple[str, str], str] = {
-    ("POST", "/threads/{thread_id}/runs/crons"): _CRONS,
-    ("POST", "/runs/crons"): _CRONS,
-    ("POST", "/runs/crons/search"): _CRONS,
-    ("POST", "/runs/crons/count"): _CRONS,
-    ("GET", "/runs/crons/{cron_id}"): _CRONS,
-    ("PATCH", "/runs/crons/{cron_id}"): _CRONS,
-    ("DELETE", "/runs/crons/{cron_id}"): _CRONS,
     ("POST", "/threads/{thread_id}/stream/events"): _THREAD_STREAM,
     ("POST", "/threads/{thread_id}/commands"): _THREAD_STREAM,
 }
@@ -55,6 +47,7 @@ STATUS_DEVIATIONS: dict[tuple[str, str], dict[int, str]] = {
     ("DELETE", "/assistants/{assistant_id}"): {204: "the LangGraph Server answers 204 No Content (spec: 200)"},
     ("DELETE", "/threads/{thread_id}"): {204: "the LangGraph Server answers 204 No Content (spec: 200)"},
     ("DELETE", "/threads/{thread_id}/runs/{run_id}"): {204: "the LangGraph Server answers 204 No Content (spec: 200)"},
+    ("DELETE", "/runs/crons/{cron_id}"): {204: "the LangGraph Server answers 204 No Content (spec: 200)"},
     ("POST", "/threads/{thread_id}/runs/{run_id}/cancel"): {202: "the LangGraph Server answers 202 Accepted without "
                                                                  "wait (spec: 200)"},
 }
@@ -78,6 +71,9 @@ NULLABLE: dict[tuple[str, ...], str] = {
     ("ThreadState", "properties", "created_at"): "null for a thread without checkpoints (no run yet)",
     ("ThreadState", "properties", "parent_checkpoint"): "null for a thread's first checkpoint",
     ("CheckpointConfig", "properties", "checkpoint_id"): "null for a thread without checkpoints (no run yet)",
+    ("Cron", "properties", "thread_id"): "null for a stateless cron (a new thread per firing), as the LangGraph "
+                                         "Server answers",
+    ("Cron", "properties", "end_time"): "null for a cron without an end time, as the LangGraph Server answers",
     ("ThreadState", "properties", "tasks", "items", "properties", "error"): "null for a task that did not fail",
     ("ThreadState", "properties", "tasks", "items", "properties", "checkpoint"): "null for a task that is not a "
                                                                                 "subgraph",
@@ -85,7 +81,8 @@ NULLABLE: dict[tuple[str, ...], str] = {
                                                                            "task is a subgraph",
 }
 # Operations whose ``select`` returns only the chosen fields, so the spec's required ones may be absent.
-SELECTABLE = {("POST", "/assistants/search"): "Assistant", ("POST", "/threads/search"): "Thread"}
+SELECTABLE = {("POST", "/assistants/search"): "Assistant", ("POST", "/threads/search"): "Thread",
+              ("POST", "/runs/crons/search"): "Cron"}
 
 
 def _components(partial: str | None = None) -> dict[str, Any]:
@@ -323,6 +320,17 @@ def exercise(c: SyncLangGraphClient) -> None:
     c.threads.prune([copied["thread_id"]], strategy="keep_latest")
     c.runs.wait(None, "support", input=ask("hello"))
     list(c.runs.stream(None, "support", input=ask("hello")))
+    cron = c.crons.create(aid, schedule="0 9 * * *", timezone="Europe/Paris", input=ask("daily digest"),
+                          metadata={"suite": "conformance"})
+    thread_cron = c.crons.create_for_thread(tid, aid, schedule="*/30 * * * *", enabled=False)
+    raw.get(f"/runs/crons/{cron['cron_id']}").raise_for_status()
+    c.crons.search(metadata={"suite": "conformance"}, sort_by="next_run_date", sort_order="asc")
+    c.crons.search(select=["cron_id", "schedule"], limit=2)
+    c.crons.count(thread_id=tid)
+    c.crons.update(thread_cron["cron_id"], enabled=True, end_time=None)
+    refused(lambda: c.crons.create(aid, schedule="61 * * * *"), 422)
+    refused(lambda: c.crons.update(str(uuid.uuid4()), enabled=False), 404)
+    c.crons.delete(cron["cron_id"])
     c.threads.delete(tid)
     refused(lambda: c.threads.get(tid), 404)
     c.assistants.delete(aid)
