@@ -45,9 +45,16 @@ rootfs() {  # rootfs NAME PACKAGES: a cached debootstrap tree
     fi
 }
 
-import() {  # import DIR NAME [--change ...]
+import() {  # import DIR NAME [--change ...]: once per content (a new image ID would void the build cache)
     local dir="$1" name="$2"; shift 2
+    local key stamp="$IMAGE_CACHE/.imported-${name//[^A-Za-z0-9.-]/_}"
+    key="$( (stat -c %Y "$dir/.complete" 2>/dev/null || echo none; printf '%s\n' "$@";
+             find "$dir/usr/local/bin" "$dir/etc/pip.conf" "$dir/etc/ssl/certs/ca-certificates.crt" -type f -exec sha256sum {} + 2>/dev/null || true) | sha256sum)"
+    if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$key" ] && "$DOCKER" image inspect "$name" >/dev/null 2>&1; then
+        return
+    fi
     tar --numeric-owner --exclude=./.complete -C "$dir" -c . | "$DOCKER" import "$@" - "$name" >/dev/null
+    echo "$key" > "$stamp"
     log "imported $name"
 }
 
@@ -85,12 +92,14 @@ import "$pg" langgraph-pg-postgres:15 \
 k8s_version="$(awk '$1 == "k8s.io/kubernetes" && $2 ~ /^v1\./ {print $2; exit}' "$repo/k8s/build/go.mod")"
 src="$(cd "$repo/k8s/build" && "$GO" mod download -json "k8s.io/kubernetes@$k8s_version" \
     | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')"
-work="$(mktemp -d)"
-trap 'rm -rf "$work"' EXIT
-mkdir -p "$work/pause"
-gcc -Os -static -o "$work/pause/pause" "$src/build/pause/linux/pause.c"
-strip "$work/pause/pause"
-import "$work/pause" "$PAUSE_IMAGE" --change 'ENTRYPOINT ["/pause"]'
+pause_dir="$IMAGE_CACHE/pause-$k8s_version"
+if [ ! -f "$pause_dir/.complete" ]; then
+    mkdir -p "$pause_dir/usr/local/bin"
+    gcc -Os -static -o "$pause_dir/pause" "$src/build/pause/linux/pause.c"
+    strip "$pause_dir/pause"
+    touch "$pause_dir/.complete"
+fi
+import "$pause_dir" "$PAUSE_IMAGE" --change 'ENTRYPOINT ["/pause"]'
 
 # --- the project image, on the debootstrap base --------------------------------------------------
 log "docker build $K8S_TEST_IMAGE FROM langgraph-pg-base:bookworm"

@@ -6,10 +6,11 @@
 # server listens on TCP (so a TCP readiness check passes only after them). Then exec postgres "$@".
 set -eu
 : "${PGDATA:?PGDATA is not set}"
-if [ "${1:-postgres}" != "postgres" ]; then
-    exec "$@"
-fi
-[ "$#" -gt 0 ] && shift
+case "${1:-}" in
+    -*) ;;                       # options only: they are the server's, as in the official image
+    postgres|"") [ "$#" -gt 0 ] && shift ;;
+    *) exec "$@" ;;
+esac
 if [ ! -s "$PGDATA/PG_VERSION" ]; then
     if [ -z "${POSTGRES_PASSWORD:-}" ]; then
         echo "docker-entrypoint: POSTGRES_PASSWORD is empty" >&2
