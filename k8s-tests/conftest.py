@@ -29,6 +29,7 @@ logs of the namespaces involved; they are also written to $K8S_ARTIFACTS_DIR (de
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import csv
 import functools
@@ -55,7 +56,7 @@ DEV_VALUES = CHART_DIR / "ci" / "dev-values.yaml"
 POSTGRES_MANIFEST = HERE / "manifests" / "postgres.yaml"
 DEFAULT_CLUSTER = "langgraph-pg"
 DB_NAMESPACE = "langgraph-db"
-RELEASE_NAMESPACES = ("lgpg-a", "lgpg-b", "lgpg-c")
+RELEASE_NAMESPACES = ("lgpg-a", "lgpg-b", "lgpg-c", "lgpg-fail", "lgpg-plain", "lgpg-mon", "lgpg-helm3")
 ARTIFACTS = Path(os.environ.get("K8S_ARTIFACTS_DIR", "/tmp/k8s-test-artifacts"))  # noqa: S108
 APP_ROLE, OWNER_ROLE = "langgraph_app", "langgraph_owner"
 POD_TMP = "/tmp"  # noqa: S108 - an emptyDir of the loader Pod, not this machine's /tmp
@@ -182,8 +183,9 @@ class Cluster:
                 check: bool = True) -> subprocess.CompletedProcess[str]:
         return run([self.kubectl_path, *args], env=self.env, input=input, timeout=timeout, check=check)
 
-    def helm(self, *args: str, timeout: float = 1200, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return run([self.helm_path, *args], env=self.env, timeout=timeout, check=check)
+    def helm(self, *args: str, timeout: float = 1200, check: bool = True,
+             helm_path: str | None = None) -> subprocess.CompletedProcess[str]:
+        return run([helm_path or self.helm_path, *args], env=self.env, timeout=timeout, check=check)
 
     def apply(self, obj: dict[str, Any] | list[dict[str, Any]]) -> None:
         items = obj if isinstance(obj, list) else [obj]
@@ -245,6 +247,17 @@ def parse_psql_csv(out: str) -> list[list[str]]:
 
 
 _ACTIVE: dict[str, Cluster] = {}
+# Figures the tests measure (install time, requests and failures under upgrade and rollback),
+# printed as one line at the end of the run and written to $K8S_ARTIFACTS_DIR/figures.json.
+FIGURES: dict[str, float | int | str] = {}
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if not FIGURES:
+        return
+    terminalreporter.write_line("k8s-test figures: " + " ".join(f"{k}={v}" for k, v in sorted(FIGURES.items())))
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    (ARTIFACTS / "figures.json").write_text(json.dumps(FIGURES, indent=2, sort_keys=True) + "\n")
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -390,17 +403,35 @@ class Release:
         path.write_text(yaml.safe_dump(values))
         return ["--values", str(DEV_VALUES), "--values", str(path)]
 
-    def install(self, image: tuple[str, str], extra: dict[str, Any] | None = None,
-                check: bool = True) -> subprocess.CompletedProcess[str]:
+    def install(self, image: tuple[str, str], extra: dict[str, Any] | None = None, check: bool = True,
+                helm_path: str | None = None, timeout: str = HELM_TIMEOUT) -> subprocess.CompletedProcess[str]:
         self.cluster.kubectl("create", "namespace", self.namespace, check=False)
         self.cluster.kubectl("create", "configmap", "k8s-graphs", "-n", self.namespace,
                              f"--from-file={HERE / 'graphs' / 'k8s_graphs.py'}", check=False)
         return self.cluster.helm("install", self.name, str(CHART_DIR), "--namespace", self.namespace, "--wait",
-                                 "--timeout", HELM_TIMEOUT, *self.values_args(image, extra), check=check)
+                                 "--timeout", timeout, *self.values_args(image, extra), check=check,
+                                 helm_path=helm_path)
 
-    def upgrade(self, image: tuple[str, str], extra: dict[str, Any] | None = None) -> None:
+    def upgrade(self, image: tuple[str, str], extra: dict[str, Any] | None = None,
+                helm_path: str | None = None) -> None:
         self.cluster.helm("upgrade", self.name, str(CHART_DIR), "--namespace", self.namespace, "--wait",
-                          "--timeout", HELM_TIMEOUT, *self.values_args(image, extra))
+                          "--timeout", HELM_TIMEOUT, *self.values_args(image, extra), helm_path=helm_path)
+
+    def uninstall(self, helm_path: str | None = None) -> None:
+        """helm uninstall (waiting for the resources to go), then the namespace."""
+        self.cluster.helm("uninstall", self.name, "--namespace", self.namespace, "--wait", "--timeout", "5m",
+                          check=False, helm_path=helm_path)
+        self.cluster.kubectl("delete", "namespace", self.namespace, "--wait=false", "--ignore-not-found")
+
+    def secrets_holding(self, text: str) -> list[str]:
+        """Names of the Secrets in the release's namespace any of whose values contain `text`."""
+        found = []
+        for secret in self.cluster.get("secrets", "-n", self.namespace)["items"]:
+            for value in (secret.get("data") or {}).values():
+                if text in base64.b64decode(value).decode(errors="replace"):
+                    found.append(secret["metadata"]["name"])
+                    break
+        return found
 
     def server_pods(self) -> list[dict[str, Any]]:
         selector = f"app.kubernetes.io/instance={self.name},app.kubernetes.io/component=server"
@@ -418,10 +449,24 @@ class Release:
 
 
 @pytest.fixture(scope="session")
+def helm3(cluster: Cluster) -> str:
+    """A helm 3 binary ($HELM3, .tools/bin/helm3, or scripts/install-helm.sh 3)."""
+    for candidate in (os.environ.get("HELM3"), str(REPO_ROOT / ".tools" / "bin" / "helm3")):
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    return run([str(REPO_ROOT / "scripts" / "install-helm.sh"), "3"]).stdout.strip().splitlines()[-1]
+
+
+@pytest.fixture(scope="session")
 def release(postgres: Cluster, image: tuple[str, str]) -> Release:
     """Release "lgpg" in lgpg-a, installed with --wait on the empty database "langgraph"."""
     rel = Release("lgpg", "lgpg-a", "langgraph", postgres)
+    started = time.monotonic()
     rel.install(image)
+    FIGURES["install_seconds"] = round(time.monotonic() - started, 1)
+    versions = json.loads(postgres.kubectl("version", "-o", "json").stdout)
+    FIGURES["server_version"] = versions["serverVersion"]["gitVersion"]
+    FIGURES["helm_version"] = postgres.helm("version", "--template", "{{.Version}}").stdout.strip()
     return rel
 
 
