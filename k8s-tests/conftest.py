@@ -7,8 +7,9 @@ Which cluster (the first that applies):
     kubeconfig goes to a temporary file, so the user's current context is never used or changed;
   * otherwise the single-node cluster of `make cluster` (k8s/cluster/cluster.sh).
 Without a reachable cluster (or, for kind, without docker, kind and kubectl) every test is skipped
-with the reason. kubectl is $KUBECTL, the one k8s/build/build.sh built, or kubectl on PATH; helm
-comes from $HELM, .tools/bin/helm, PATH, or scripts/install-helm.sh. The root `pytest` never
+with the reason; with K8S_REQUIRE=1 (CI) the run fails instead. kubectl is $KUBECTL, the one
+k8s/build/build.sh built, or kubectl on PATH; helm comes from $HELM, .tools/bin/helm, PATH, or
+scripts/install-helm.sh. The root `pytest` never
 collects this directory (testpaths = ["tests"]).
 
 What the session sets up, once:
@@ -141,6 +142,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     reason = _reason()
     if reason is None:
         return
+    if os.environ.get("K8S_REQUIRE") == "1":  # CI: a cluster that is not there is a failure, not a skip
+        raise pytest.UsageError(f"K8S_REQUIRE=1 and the k8s tests cannot run: {reason}")
     for item in items:
         if item.get_closest_marker("k8s") is not None:
             item.add_marker(pytest.mark.skip(reason=f"k8s tests need a cluster: {reason}"))

@@ -151,7 +151,7 @@ network() {
     iptables -A LGPG-INPUT -s "$POD_CIDR" -j DROP
     iptables -C INPUT -j LGPG-INPUT 2>/dev/null || iptables -I INPUT 1 -j LGPG-INPUT
     mkdir -p "$STATE/cni/net.d"
-    cat > "$STATE/cni/net.d/10-lgpg.conflist" <<EOF
+    write_if_changed "$STATE/cni/net.d/10-lgpg.conflist" <<EOF
 {
   "cniVersion": "1.0.0",
   "name": "lgpg",
@@ -163,6 +163,13 @@ network() {
   ]
 }
 EOF
+}
+
+write_if_changed() {  # write_if_changed FILE < content: a running component watching FILE
+    # (kube-proxy exits when its configuration file is written) sees no write when nothing changed.
+    local tmp="$1.tmp.$$"
+    cat > "$tmp"
+    if cmp -s "$tmp" "$1"; then rm -f "$tmp"; else mv -f "$tmp" "$1"; fi
 }
 
 start() {  # start NAME COMMAND...: in the background, own session, log and pid in $STATE/$RUN
@@ -199,7 +206,7 @@ up() {
         --listen-peer-urls http://127.0.0.1:2380 --initial-advertise-peer-urls http://127.0.0.1:2380 \
         --initial-cluster lgpg=http://127.0.0.1:2380
 
-    cat > "$STATE/containerd.toml" <<EOF
+    write_if_changed "$STATE/containerd.toml" <<EOF
 version = 2
 root = "$STATE/containerd"
 state = "$RUN/containerd"
@@ -257,8 +264,8 @@ EOF
         --authorization-kubeconfig="$STATE/pki/scheduler.kubeconfig" \
         --bind-address=127.0.0.1 --leader-elect=false --profiling=false
 
-    printf 'nameserver %s\n' "$NODE_IP" > "$STATE/resolv.conf"
-    cat > "$STATE/kubelet.yaml" <<EOF
+    printf 'nameserver %s\n' "$NODE_IP" | write_if_changed "$STATE/resolv.conf"
+    write_if_changed "$STATE/kubelet.yaml" <<EOF
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
 address: $NODE_IP
@@ -291,7 +298,7 @@ EOF
         --kubeconfig="$STATE/pki/kubelet.kubeconfig" --hostname-override="$NODE_NAME" \
         --node-ip="$NODE_IP" --root-dir="$STATE/kubelet" --cert-dir="$STATE/kubelet/pki"
 
-    cat > "$STATE/kube-proxy.yaml" <<EOF
+    write_if_changed "$STATE/kube-proxy.yaml" <<EOF
 apiVersion: kubeproxy.config.k8s.io/v1alpha1
 kind: KubeProxyConfiguration
 clientConnection: {kubeconfig: $STATE/pki/proxy.kubeconfig}
@@ -327,7 +334,7 @@ roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: "lgpg:co
 subjects:
   - {apiGroup: rbac.authorization.k8s.io, kind: User, name: "system:coredns"}
 EOF
-    cat > "$STATE/Corefile" <<EOF
+    write_if_changed "$STATE/Corefile" <<EOF
 .:53 {
     bind $NODE_IP
     errors

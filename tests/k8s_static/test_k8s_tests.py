@@ -112,6 +112,12 @@ class TestCollection:
         assert reasons and all(f"k8s tests need a cluster: KUBECONFIG={missing} does not exist" in r
                                for r in reasons)
 
+    def test_should_fail_instead_of_skipping_when_required(self, tmp_path: Path) -> None:
+        missing = tmp_path / "no-such-kubeconfig"
+        result = pytest_k8s("-q", env={"KUBECONFIG": str(missing), "K8S_REQUIRE": "1"})
+        assert result.returncode != 0, result.stdout
+        assert f"K8S_REQUIRE=1 and the k8s tests cannot run: KUBECONFIG={missing} does not exist" in result.stderr
+
     def test_should_name_each_missing_piece_for_kind(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         fake_docker = tmp_path / "docker"
         fake_docker.write_text("#!/bin/sh\necho 'Cannot connect to the Docker daemon at unix:///x.sock.' >&2\nexit 1\n")

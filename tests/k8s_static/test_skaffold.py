@@ -1,8 +1,10 @@
 """skaffold.yaml, checked without skaffold or a cluster.
 
-The published schema for skaffold/v4beta11 cannot be fetched here (no PyPI, npm or Debian package
-ships it), so the documents are validated against a hand-written, strict subset of it
-(skaffold-v4beta11.subset.schema.json: every object rejects unknown keys). Beyond the schema: the
+The documents are validated against the published JSON schema of their apiVersion, taken from the
+skaffold module's own source (github.com/GoogleContainerTools/skaffold/v2, docs-v2/content/en/
+schemas/v4beta11.json, fetched with `go mod download`; skipped with the reason without Go), and
+against a hand-written, stricter subset of it (skaffold-v4beta11.subset.schema.json: every object
+rejects unknown keys, apiVersion is pinned). Beyond the schemas: the
 files it names exist, every profile's JSON patches apply and still validate, and the chart rendered
 the way skaffold deploys it has the Service and Deployment the port-forwards name.
 """
@@ -10,7 +12,9 @@ the way skaffold deploys it has the Service and Deployment the port-forwards nam
 from __future__ import annotations
 
 import copy
+import functools
 import json
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -36,7 +40,24 @@ def config(name: str) -> dict[str, Any]:
     return next(c for c in configs() if c["metadata"]["name"] == name)
 
 
-def schema_errors(docs: list[dict[str, Any]]) -> list[str]:
+SKAFFOLD_MODULE = "github.com/GoogleContainerTools/skaffold/v2@v2.16.1"
+
+
+@functools.cache
+def published_schema() -> Path:
+    """docs-v2/content/en/schemas/v4beta11.json of the skaffold module (go mod download, cached)."""
+    go = shutil.which("go") or ("/usr/local/go/bin/go" if Path("/usr/local/go/bin/go").exists() else None)
+    if go is None:
+        pytest.skip("no Go toolchain to download the skaffold module's published schema")
+    result = subprocess.run([go, "mod", "download", "-json", SKAFFOLD_MODULE], capture_output=True, text=True,
+                            check=False, timeout=900, cwd=REPO_ROOT / "k8s" / "build")
+    assert result.returncode == 0, result.stdout + result.stderr
+    path = Path(json.loads(result.stdout)["Dir"]) / "docs-v2" / "content" / "en" / "schemas" / "v4beta11.json"
+    assert path.is_file(), path
+    return path
+
+
+def schema_errors(docs: list[dict[str, Any]], schema: Path = SCHEMA) -> list[str]:
     """Validation errors of each document (jsonschema runs in the chart tools' venv)."""
     program = (
         "import json, sys, jsonschema\n"
@@ -46,7 +67,7 @@ def schema_errors(docs: list[dict[str, Any]]) -> list[str]:
         "print(json.dumps([f'{i}:{\"/\".join(map(str, e.absolute_path))}: {e.message}'\n"
         "                  for i, d in enumerate(docs) for e in v.iter_errors(d)]))\n"
     )
-    result = subprocess.run([tool("python"), "-c", program, str(SCHEMA)], input=json.dumps(docs),
+    result = subprocess.run([tool("python"), "-c", program, str(schema)], input=json.dumps(docs),
                             capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
     errors: list[str] = json.loads(result.stdout)
@@ -77,6 +98,18 @@ class TestSchema:
         errors = schema_errors([bad, other])
         assert any("chartpath" in e for e in errors), errors
         assert any(e.startswith("1:apiVersion") for e in errors), errors
+
+
+class TestPublishedSchema:
+    def test_should_validate_every_config_and_profile(self) -> None:
+        docs = [*configs(), *(with_profile(config("langgraph-pg"), p) for p in ("kind", "remote"))]
+        assert json.loads(published_schema().read_text())["$schema"].startswith("http://json-schema.org/draft-07/")
+        assert schema_errors(docs, published_schema()) == []
+
+    def test_should_reject_a_misspelt_key(self) -> None:
+        bad = copy.deepcopy(config("langgraph-pg"))
+        bad["deploy"]["helm"]["releases"][0]["chartpath"] = bad["deploy"]["helm"]["releases"][0].pop("chartPath")
+        assert schema_errors([bad], published_schema()) != []
 
 
 class TestReferences:
