@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,9 +24,16 @@ def prometheus_operator_crds(postgres: Cluster) -> Iterator[Path]:
                          check=True, timeout=3600).stdout
     crds = Path(next(line.split("=", 1)[1] for line in out.splitlines() if line.startswith("PROMOP_CRDS=")))
     postgres.kubectl("apply", "--server-side", "-f", str(crds))
-    for name in ("servicemonitors", "prometheusrules"):
-        postgres.kubectl("wait", "--for=condition=Established", f"crd/{name}.monitoring.coreos.com",
-                         "--timeout=120s")
+    # Poll the condition: `kubectl wait` errors out (not waits) while a new CRD has no conditions yet.
+    deadline = time.monotonic() + 120
+    pending = ["servicemonitors", "prometheusrules"]
+    while pending:
+        conditions = postgres.get("crd", f"{pending[0]}.monitoring.coreos.com").get("status", {}).get("conditions")
+        if any(c["type"] == "Established" and c["status"] == "True" for c in conditions or []):
+            pending.pop(0)
+            continue
+        assert time.monotonic() < deadline, f"CRD {pending[0]} not Established in 120 s: {conditions}"
+        time.sleep(0.5)
     yield crds
     postgres.kubectl("delete", "-f", str(crds), "--ignore-not-found", "--wait=false")
 
