@@ -343,8 +343,11 @@ def postgres_objects(cluster: Cluster) -> list[dict[str, Any]]:
 
 
 @pytest.fixture(scope="session")
-def postgres(cluster: Cluster) -> Cluster:
-    """An empty PostgreSQL from the manifest; leftovers of an earlier run on a reused cluster go first."""
+def postgres(cluster: Cluster, image: tuple[str, str]) -> Cluster:
+    """An empty PostgreSQL from the manifest; leftovers of an earlier run on a reused cluster go first.
+
+    After `image`: on `make cluster`'s cluster that also imports the PostgreSQL and pause images.
+    """
     cluster.kubectl("delete", "namespace", DB_NAMESPACE, *RELEASE_NAMESPACES, "--ignore-not-found",
                     "--wait=true", "--timeout=600s", timeout=700)
     objects = postgres_objects(cluster)
