@@ -134,6 +134,9 @@ network() {
         ip -n "$NETNS" link set eth0 up
         ip -n "$NETNS" link set lo up
     fi
+    # Back through the node (only ever to the node and the pods): so the isolation test's listener
+    # there could answer a pod, were the pod's packets not dropped (k8s-tests/test_isolation.py).
+    ip -n "$NETNS" route replace default via "$NODE_IP"
     sysctl -qw net.ipv4.ip_forward=1
     sysctl -qw net.bridge.bridge-nf-call-iptables=1 2>/dev/null || true
     # Pod traffic: within the pod network only (Service addresses are DNATed to pods before

@@ -96,7 +96,7 @@ class TestCollection:
         files = {i.split("::")[0] for i in ids}
         assert files == {f"k8s-tests/test_{n}.py" for n in
                          ("install", "conversations", "upgrade", "shared_database", "pod_deletion",
-                          "failed_migration", "plain_job", "objects")}
+                          "failed_migration", "plain_job", "objects", "isolation")}
         assert len(ids) >= 9
         unmarked = pytest_k8s("--collect-only", "-q", "-m", "not k8s")
         assert "no tests collected" in unmarked.stdout or " 0 " in unmarked.stdout or "deselected" in unmarked.stdout
