@@ -383,7 +383,22 @@ down() {
     local ctr="ctr --address $RUN/containerd.sock --namespace k8s.io"
     for c in coredns kube-proxy kubelet kube-scheduler kube-controller-manager; do stop_pid "$c"; done
     # The pods' containers and their shims: ask containerd, then stop it.
+    local netns_ours=""
     if [ -S "$RUN/containerd.sock" ] && [ -f "$RUN/containerd.pid" ]; then
+        # The pods' network namespaces, as our containerd's containers name them (never another's).
+        netns_ours="$(for c in $($ctr containers ls -q 2>/dev/null); do $ctr containers info "$c" 2>/dev/null; done \
+            | python3 -c 'import json, sys
+text, seen = sys.stdin.read(), set()
+decoder, i = json.JSONDecoder(), 0
+while i < len(text):
+    if text[i].isspace():
+        i += 1
+        continue
+    info, i = decoder.raw_decode(text, i)
+    for ns in (info.get("Spec") or {}).get("linux", {}).get("namespaces", []):
+        if ns.get("type") == "network" and "/netns/cni-" in ns.get("path", ""):
+            seen.add(ns["path"].rsplit("/", 1)[1])
+print(" ".join(sorted(seen)))')"
         for task in $($ctr tasks ls -q 2>/dev/null); do
             $ctr tasks kill -s SIGKILL "$task" >/dev/null 2>&1 || true
         done
@@ -399,12 +414,7 @@ down() {
         awk -v s="$STATE" -v r="$RUN" '$2 ~ "^" s "/" || $2 ~ "^" r "/" {print $2}' /proc/mounts \
             | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
     fi
-    for sandbox in /run/netns/cni-*; do  # the pods' network namespaces made by our CNI config
-        [ -e "$sandbox" ] || continue
-        if ip -n "$(basename "$sandbox")" link show 2>/dev/null | grep -q "master $BRIDGE\|eth0@"; then
-            ip netns delete "$(basename "$sandbox")" 2>/dev/null || true
-        fi
-    done
+    for ns in $netns_ours; do ip netns delete "$ns" 2>/dev/null || true; done
     local kube_proxy
     kube_proxy="$(ls -d /var/cache/langgraph-pg/k8s/v*/bin/kube-proxy 2>/dev/null | tail -1)"
     if [ -n "$kube_proxy" ] && iptables -S KUBE-SERVICES -t nat >/dev/null 2>&1; then
