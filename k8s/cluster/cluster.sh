@@ -420,6 +420,18 @@ print(" ".join(sorted(seen)))')"
     if [ -n "$kube_proxy" ] && iptables -S KUBE-SERVICES -t nat >/dev/null 2>&1; then
         "$kube_proxy" --cleanup >/dev/null 2>&1 || true
     fi
+    # The chains our kubelet made (its canaries and the localnet firewall), unless a kubelet still runs.
+    if ! pgrep -x kubelet >/dev/null; then
+        local table chain
+        for table in filter nat mangle; do
+            iptables -t "$table" -D INPUT -j KUBE-FIREWALL 2>/dev/null || true
+            iptables -t "$table" -D OUTPUT -j KUBE-FIREWALL 2>/dev/null || true
+            for chain in KUBE-FIREWALL KUBE-KUBELET-CANARY KUBE-IPTABLES-HINT; do
+                iptables -t "$table" -F "$chain" 2>/dev/null || true
+                iptables -t "$table" -X "$chain" 2>/dev/null || true
+            done
+        done
+    fi
     iptables -D FORWARD -j "$CHAIN" 2>/dev/null || true
     iptables -F "$CHAIN" 2>/dev/null || true
     iptables -X "$CHAIN" 2>/dev/null || true
