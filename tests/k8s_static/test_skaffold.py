@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import functools
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -110,6 +111,48 @@ class TestPublishedSchema:
         bad = copy.deepcopy(config("langgraph-pg"))
         bad["deploy"]["helm"]["releases"][0]["chartpath"] = bad["deploy"]["helm"]["releases"][0].pop("chartPath")
         assert schema_errors([bad], published_schema()) != []
+
+
+SKAFFOLD_BINARY = Path(os.environ.get("SKAFFOLD", "/var/cache/langgraph-pg/tools/skaffold-v2.16.1/skaffold"))
+
+
+def skaffold(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """The real skaffold (scripts/install-skaffold.sh builds it from its module), offline: no update
+    check, no usage metrics (a private global config), helm 3 first on PATH (skaffold 2.16 runs
+    `helm version --client`, a flag helm 4 no longer has)."""
+    if not SKAFFOLD_BINARY.is_file():
+        pytest.skip(f"no skaffold binary at {SKAFFOLD_BINARY}: scripts/install-skaffold.sh builds one")
+    helm3 = subprocess.run([str(REPO_ROOT / "scripts" / "install-helm.sh"), "3"], capture_output=True, text=True,
+                           check=True, timeout=600).stdout.strip().splitlines()[-1]
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "helm").symlink_to(helm3)
+    (tmp_path / ".skaffold").mkdir()  # $HOME/.skaffold/config, as `skaffold config set --global` writes it
+    (tmp_path / ".skaffold" / "config").write_text("global:\n  update-check: false\n  collect-metrics: false\n"
+                                                   "kubeContexts: []\n")
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}", "HOME": str(tmp_path),
+           "SKAFFOLD_UPDATE_CHECK": "false"}
+    return subprocess.run([str(SKAFFOLD_BINARY), *args], cwd=REPO_ROOT, env=env,
+                          capture_output=True, text=True, check=False, timeout=600)
+
+
+class TestSkaffoldBinary:
+    def test_should_render_the_chart_and_the_database(self, tmp_path: Path) -> None:
+        result = skaffold(tmp_path, "render", "--digest-source=tag", "--offline=true")
+        assert result.returncode == 0, result.stderr[-3000:]
+        docs = [d for d in yaml.safe_load_all(result.stdout) if d]
+        kinds = {(d["kind"], d["metadata"]["name"]) for d in docs}
+        assert ("Deployment", "postgresql") in kinds and ("Deployment", "langgraph-pg") in kinds
+        server = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "langgraph-pg")
+        assert server["metadata"]["namespace"] == "langgraph-dev"
+        assert server["spec"]["template"]["spec"]["containers"][0]["image"].startswith("langgraph-pg:")
+
+    def test_should_refuse_a_misspelt_key(self, tmp_path: Path) -> None:
+        bad = tmp_path / "skaffold.yaml"
+        bad.write_text(SKAFFOLD.read_text().replace("chartPath:", "chartpath:"))
+        result = skaffold(tmp_path, "diagnose", "--yaml-only", "--filename", str(bad))
+        assert result.returncode != 0
+        assert "chartpath" in result.stderr
 
 
 class TestReferences:
