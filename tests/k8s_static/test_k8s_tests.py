@@ -12,6 +12,7 @@ import base64
 import functools
 import importlib.util
 import json
+import os
 import re
 import subprocess
 import sys
@@ -39,9 +40,47 @@ def k8s_conftest() -> ModuleType:
     return module
 
 
-def pytest_k8s(*args: str) -> subprocess.CompletedProcess[str]:
+def pytest_k8s(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "pytest", "k8s-tests", "-m", "k8s", "-p", "no:cacheprovider", *args],
-                          cwd=REPO_ROOT, capture_output=True, text=True, check=False, timeout=300)
+                          cwd=REPO_ROOT, capture_output=True, text=True, check=False, timeout=300,
+                          env={**os.environ, **(env or {})})
+
+
+class TestTarget:
+    """Which cluster the tests use: $KUBECONFIG, else kind when asked, else `make cluster`'s."""
+
+    def test_should_use_the_kubeconfig_when_set(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        config = tmp_path / "config"
+        monkeypatch.setenv("KUBECONFIG", str(config))
+        monkeypatch.setenv("K8S_CLUSTER", "kind")  # KUBECONFIG wins
+        conftest = k8s_conftest()
+        assert conftest.target() == "kubeconfig"
+        assert conftest.kubeconfig_path() == config
+        assert conftest.missing_requirements() == f"KUBECONFIG={config} does not exist"
+
+    def test_should_use_the_local_cluster_by_default(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.delenv("KUBECONFIG", raising=False)
+        monkeypatch.delenv("K8S_CLUSTER", raising=False)
+        conftest = k8s_conftest()
+        assert conftest.target() == "local"
+        assert conftest.kubeconfig_path() == conftest.LOCAL_KUBECONFIG
+        monkeypatch.setenv("K8S_CLUSTER", "kind")
+        assert conftest.target() == "kind"
+
+    def test_should_refuse_an_unknown_cluster_kind(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.delenv("KUBECONFIG", raising=False)
+        monkeypatch.setenv("K8S_CLUSTER", "minikube")
+        with pytest.raises(pytest.UsageError, match="K8S_CLUSTER must be local or kind"):
+            k8s_conftest().target()
+
+    def test_should_name_the_make_target_when_the_local_cluster_is_down(
+            self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.delenv("KUBECONFIG", raising=False)
+        monkeypatch.delenv("K8S_CLUSTER", raising=False)
+        conftest = k8s_conftest()
+        monkeypatch.setattr(conftest, "LOCAL_KUBECONFIG", tmp_path / "admin.kubeconfig")
+        reason = conftest.missing_requirements()
+        assert reason is not None and "run `make cluster`" in reason
 
 
 class TestCollection:
@@ -56,26 +95,36 @@ class TestCollection:
         ids = [line for line in result.stdout.splitlines() if "::" in line]
         files = {i.split("::")[0] for i in ids}
         assert files == {f"k8s-tests/test_{n}.py" for n in
-                         ("install", "conversations", "upgrade", "shared_database", "pod_deletion")}
+                         ("install", "conversations", "upgrade", "shared_database", "pod_deletion",
+                          "failed_migration", "plain_job", "objects", "isolation")}
         assert len(ids) >= 9
         unmarked = pytest_k8s("--collect-only", "-q", "-m", "not k8s")
         assert "no tests collected" in unmarked.stdout or " 0 " in unmarked.stdout or "deselected" in unmarked.stdout
 
-    def test_should_skip_with_the_reason_without_docker_and_kind(self) -> None:
-        if k8s_conftest().missing_requirements() is None:
-            pytest.skip("Docker and kind are available here: `make k8s-test` runs the real tests")
-        result = pytest_k8s("-q", "-rs")
+    def test_should_skip_with_the_reason_without_a_cluster(self, tmp_path: Path) -> None:
+        # A kubeconfig that names no cluster at all: every test skips, saying which file.
+        missing = tmp_path / "no-such-kubeconfig"
+        result = pytest_k8s("-q", "-rs", env={"KUBECONFIG": str(missing)})
         assert result.returncode == 0, result.stdout + result.stderr
         summary = result.stdout.strip().splitlines()[-1]
         assert re.fullmatch(r"\d+ skipped in [\d.]+s", summary), summary
         reasons = [line for line in result.stdout.splitlines() if line.startswith("SKIPPED")]
-        assert reasons and all("k8s tests need Docker and kind:" in r for r in reasons)
+        assert reasons and all(f"k8s tests need a cluster: KUBECONFIG={missing} does not exist" in r
+                               for r in reasons)
 
-    def test_should_name_each_missing_piece(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def test_should_fail_instead_of_skipping_when_required(self, tmp_path: Path) -> None:
+        missing = tmp_path / "no-such-kubeconfig"
+        result = pytest_k8s("-q", env={"KUBECONFIG": str(missing), "K8S_REQUIRE": "1"})
+        assert result.returncode != 0, result.stdout
+        assert f"K8S_REQUIRE=1 and the k8s tests cannot run: KUBECONFIG={missing} does not exist" in result.stderr
+
+    def test_should_name_each_missing_piece_for_kind(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         fake_docker = tmp_path / "docker"
         fake_docker.write_text("#!/bin/sh\necho 'Cannot connect to the Docker daemon at unix:///x.sock.' >&2\nexit 1\n")
         fake_docker.chmod(0o755)
         monkeypatch.setenv("PATH", str(tmp_path))  # only the fake docker (it runs with /bin/sh)
+        monkeypatch.delenv("KUBECONFIG", raising=False)
+        monkeypatch.setenv("K8S_CLUSTER", "kind")
         reason = k8s_conftest().missing_requirements()
         assert reason is not None
         assert "`kind` is not on PATH" in reason and "`kubectl` is not on PATH" in reason
@@ -160,20 +209,42 @@ class TestPostgresLogParsing:
 
     def test_should_find_ddl_by_database_without_the_superusers_setup(self) -> None:
         conftest = k8s_conftest()
-
-        class FakeCluster:
-            def postgres_log(self) -> str:
-                return TestPostgresLogParsing.LOG
-
-        found = conftest.ddl_statements(FakeCluster(), "langgraph")
+        found = conftest.parse_ddl_log(self.LOG, "langgraph")
         assert [(d.user, d.app, d.sql.split(" (")[0]) for d in found] == [
             ("langgraph_owner", "langgraph-migrate:lgpg-migrate-x7",
              "CREATE TABLE IF NOT EXISTS checkpoint_migrations"),
             ("langgraph_owner", "langgraph-migrate:lgpg-migrate-x7",
              "CREATE INDEX CONCURRENTLY IF NOT EXISTS checkpoints_thread_id_idx ON checkpoints(thread_id)"),
         ]
-        shared = conftest.ddl_statements(FakeCluster(), "langgraph_shared")
+        shared = conftest.parse_ddl_log(self.LOG, "langgraph_shared")
         assert [(d.user, d.app, d.sql) for d in shared] == [("langgraph_app", "", "DROP TABLE x")]
+
+    def test_should_keep_every_line_of_a_multi_line_statement(self) -> None:
+        # Two statements that differ only after their first line are two statements, not one
+        # statement run twice.
+        log = "\n".join([
+            "2025-11-22 00:11:02.200 UTC [80] user=langgraph_owner db=langgraph app=langgraph-migrate:x "
+            "LOG:  statement: CREATE TABLE IF NOT EXISTS a (",
+            "\t    v INTEGER PRIMARY KEY",
+            "\t)",
+            "2025-11-22 00:11:02.300 UTC [80] user=langgraph_owner db=langgraph app=langgraph-migrate:x "
+            "LOG:  statement: CREATE TABLE IF NOT EXISTS a (",
+            "\t    w TEXT",
+            "\t)",
+        ])
+        found = k8s_conftest().parse_ddl_log(log, "langgraph")
+        assert [d.sql for d in found] == ["CREATE TABLE IF NOT EXISTS a (\n\t    v INTEGER PRIMARY KEY\n\t)",
+                                          "CREATE TABLE IF NOT EXISTS a (\n\t    w TEXT\n\t)"]
+
+
+class TestPsqlOutputParsing:
+    def test_should_keep_a_multi_line_value_in_its_row(self) -> None:
+        # `psql --csv -t` of a query whose text spans lines (pg_stat_statements.query).
+        out = 'langgraph_owner,3,"CREATE TABLE x (\n    v int\n)"\npostgres,1,CREATE EXTENSION pg_stat_statements\n'
+        assert k8s_conftest().parse_psql_csv(out) == [
+            ["langgraph_owner", "3", "CREATE TABLE x (\n    v int\n)"],
+            ["postgres", "1", "CREATE EXTENSION pg_stat_statements"],
+        ]
 
     def test_should_match_the_manifest_log_line_prefix(self) -> None:
         docs = [d for d in yaml.safe_load_all((K8S_TESTS / "manifests" / "postgres.yaml").read_text()) if d]

@@ -1,8 +1,10 @@
 """skaffold.yaml, checked without skaffold or a cluster.
 
-The published schema for skaffold/v4beta11 cannot be fetched here (no PyPI, npm or Debian package
-ships it), so the documents are validated against a hand-written, strict subset of it
-(skaffold-v4beta11.subset.schema.json: every object rejects unknown keys). Beyond the schema: the
+The documents are validated against the published JSON schema of their apiVersion, taken from the
+skaffold module's own source (github.com/GoogleContainerTools/skaffold/v2, docs-v2/content/en/
+schemas/v4beta11.json, fetched with `go mod download`; skipped with the reason without Go), and
+against a hand-written, stricter subset of it (skaffold-v4beta11.subset.schema.json: every object
+rejects unknown keys, apiVersion is pinned). Beyond the schemas: the
 files it names exist, every profile's JSON patches apply and still validate, and the chart rendered
 the way skaffold deploys it has the Service and Deployment the port-forwards name.
 """
@@ -10,7 +12,10 @@ the way skaffold deploys it has the Service and Deployment the port-forwards nam
 from __future__ import annotations
 
 import copy
+import functools
 import json
+import os
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -36,7 +41,24 @@ def config(name: str) -> dict[str, Any]:
     return next(c for c in configs() if c["metadata"]["name"] == name)
 
 
-def schema_errors(docs: list[dict[str, Any]]) -> list[str]:
+SKAFFOLD_MODULE = "github.com/GoogleContainerTools/skaffold/v2@v2.16.1"
+
+
+@functools.cache
+def published_schema() -> Path:
+    """docs-v2/content/en/schemas/v4beta11.json of the skaffold module (go mod download, cached)."""
+    go = shutil.which("go") or ("/usr/local/go/bin/go" if Path("/usr/local/go/bin/go").exists() else None)
+    if go is None:
+        pytest.skip("no Go toolchain to download the skaffold module's published schema")
+    result = subprocess.run([go, "mod", "download", "-json", SKAFFOLD_MODULE], capture_output=True, text=True,
+                            check=False, timeout=900, cwd=REPO_ROOT / "k8s" / "build")
+    assert result.returncode == 0, result.stdout + result.stderr
+    path = Path(json.loads(result.stdout)["Dir"]) / "docs-v2" / "content" / "en" / "schemas" / "v4beta11.json"
+    assert path.is_file(), path
+    return path
+
+
+def schema_errors(docs: list[dict[str, Any]], schema: Path = SCHEMA) -> list[str]:
     """Validation errors of each document (jsonschema runs in the chart tools' venv)."""
     program = (
         "import json, sys, jsonschema\n"
@@ -46,7 +68,7 @@ def schema_errors(docs: list[dict[str, Any]]) -> list[str]:
         "print(json.dumps([f'{i}:{\"/\".join(map(str, e.absolute_path))}: {e.message}'\n"
         "                  for i, d in enumerate(docs) for e in v.iter_errors(d)]))\n"
     )
-    result = subprocess.run([tool("python"), "-c", program, str(SCHEMA)], input=json.dumps(docs),
+    result = subprocess.run([tool("python"), "-c", program, str(schema)], input=json.dumps(docs),
                             capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
     errors: list[str] = json.loads(result.stdout)
@@ -77,6 +99,60 @@ class TestSchema:
         errors = schema_errors([bad, other])
         assert any("chartpath" in e for e in errors), errors
         assert any(e.startswith("1:apiVersion") for e in errors), errors
+
+
+class TestPublishedSchema:
+    def test_should_validate_every_config_and_profile(self) -> None:
+        docs = [*configs(), *(with_profile(config("langgraph-pg"), p) for p in ("kind", "remote"))]
+        assert json.loads(published_schema().read_text())["$schema"].startswith("http://json-schema.org/draft-07/")
+        assert schema_errors(docs, published_schema()) == []
+
+    def test_should_reject_a_misspelt_key(self) -> None:
+        bad = copy.deepcopy(config("langgraph-pg"))
+        bad["deploy"]["helm"]["releases"][0]["chartpath"] = bad["deploy"]["helm"]["releases"][0].pop("chartPath")
+        assert schema_errors([bad], published_schema()) != []
+
+
+SKAFFOLD_BINARY = Path(os.environ.get("SKAFFOLD", "/var/cache/langgraph-pg/tools/skaffold-v2.16.1/skaffold"))
+
+
+def skaffold(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """The real skaffold (scripts/install-skaffold.sh builds it from its module), offline: no update
+    check, no usage metrics (a private global config), helm 3 first on PATH (skaffold 2.16 runs
+    `helm version --client`, a flag helm 4 no longer has)."""
+    if not SKAFFOLD_BINARY.is_file():
+        pytest.skip(f"no skaffold binary at {SKAFFOLD_BINARY}: scripts/install-skaffold.sh builds one")
+    helm3 = subprocess.run([str(REPO_ROOT / "scripts" / "install-helm.sh"), "3"], capture_output=True, text=True,
+                           check=True, timeout=600).stdout.strip().splitlines()[-1]
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "helm").symlink_to(helm3)
+    (tmp_path / ".skaffold").mkdir()  # $HOME/.skaffold/config, as `skaffold config set --global` writes it
+    (tmp_path / ".skaffold" / "config").write_text("global:\n  update-check: false\n  collect-metrics: false\n"
+                                                   "kubeContexts: []\n")
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}", "HOME": str(tmp_path),
+           "SKAFFOLD_UPDATE_CHECK": "false"}
+    return subprocess.run([str(SKAFFOLD_BINARY), *args], cwd=REPO_ROOT, env=env,
+                          capture_output=True, text=True, check=False, timeout=600)
+
+
+class TestSkaffoldBinary:
+    def test_should_render_the_chart_and_the_database(self, tmp_path: Path) -> None:
+        result = skaffold(tmp_path, "render", "--digest-source=tag", "--offline=true")
+        assert result.returncode == 0, result.stderr[-3000:]
+        docs = [d for d in yaml.safe_load_all(result.stdout) if d]
+        kinds = {(d["kind"], d["metadata"]["name"]) for d in docs}
+        assert ("Deployment", "postgresql") in kinds and ("Deployment", "langgraph-pg") in kinds
+        server = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "langgraph-pg")
+        assert server["metadata"]["namespace"] == "langgraph-dev"
+        assert server["spec"]["template"]["spec"]["containers"][0]["image"].startswith("langgraph-pg:")
+
+    def test_should_refuse_a_misspelt_key(self, tmp_path: Path) -> None:
+        bad = tmp_path / "skaffold.yaml"
+        bad.write_text(SKAFFOLD.read_text().replace("chartPath:", "chartpath:"))
+        result = skaffold(tmp_path, "diagnose", "--yaml-only", "--filename", str(bad))
+        assert result.returncode != 0
+        assert "chartpath" in result.stderr
 
 
 class TestReferences:

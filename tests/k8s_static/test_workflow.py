@@ -33,6 +33,7 @@ def test_should_run_the_test_command_and_the_kind_tests() -> None:
     assert "make test" in runs(jobs["test"])
     k8s = jobs["k8s"]
     assert "make k8s-test" in runs(k8s)
+    assert k8s["env"]["K8S_CLUSTER"] == "kind"  # k8s-tests/conftest.py: target()
     uses = [step.get("uses", "") for step in k8s["steps"]]
     kind = next(step for step in k8s["steps"] if step.get("uses", "").startswith("helm/kind-action@"))
     conftest = (REPO_ROOT / "k8s-tests" / "conftest.py").read_text()

@@ -127,14 +127,27 @@ Whether the migration Job runs as a Helm hook.
 {{- end }}
 
 {{/*
-Hook annotations for the resources the migration Job uses; $weight orders them before the Job.
-Usage: include "langgraph-pg.migrationHookAnnotations" (dict "root" $ "weight" "-10")
+Hook annotations of the migration Job ("prereq" false) and of the resources it uses (its Secret
+and ServiceAccount, "prereq" true); $weight orders the prerequisites before the Job.
+The failed Job is kept (its status holds the exit code) but holds no secret. Its prerequisites
+must never outlive the hook phase: hook-succeeded deletes them after a success, and after a
+failure modern Helm deletes the hooks that ran before the failed one by that same policy. Older
+Helm (3.17 and before) leaves them, so they are also post-delete hooks: on `helm uninstall`
+before-hook-creation deletes the leftover of a failed install, and hook-succeeded the re-created
+copy. hook-failed covers a prerequisite that itself fails to be created.
+Usage: include "langgraph-pg.migrationHookAnnotations" (dict "root" $ "weight" "-10" "prereq" true)
 */}}
 {{- define "langgraph-pg.migrationHookAnnotations" -}}
 {{- if include "langgraph-pg.migrationIsHook" .root }}
+{{- if .prereq }}
+helm.sh/hook: pre-install,pre-upgrade,post-delete
+helm.sh/hook-weight: {{ .weight | quote }}
+helm.sh/hook-delete-policy: before-hook-creation,hook-succeeded,hook-failed
+{{- else }}
 helm.sh/hook: pre-install,pre-upgrade
 helm.sh/hook-weight: {{ .weight | quote }}
 helm.sh/hook-delete-policy: before-hook-creation,hook-succeeded
+{{- end }}
 {{- end }}
 {{- end }}
 
