@@ -29,6 +29,7 @@ from service.runs.manager import Created, Kind, QueueRunManager
 from service.runs.queue import CancelAction, run_json
 
 MAX_LIMIT = 1000
+SSE = "text/event-stream"
 SSE_HEADERS = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
 
 
@@ -205,7 +206,8 @@ async def thread_run_wait(thread_id: str, data: RunCreate, resources: ResourcesT
     return await _wait(resources, thread_id, data)
 
 
-@post("/threads/{thread_id:str}/runs/stream", status_code=200, responses=BAD_REQUEST_RESPONSES)
+@post("/threads/{thread_id:str}/runs/stream", status_code=200, responses=BAD_REQUEST_RESPONSES,
+      media_type=SSE)
 async def thread_run_stream(thread_id: str, data: RunCreate, resources: ResourcesT) -> Stream:
     return await _stream(resources, thread_id, data)
 
@@ -215,7 +217,7 @@ async def stateless_run_wait(data: RunCreate, resources: ResourcesT) -> Response
     return await _wait(resources, None, data)
 
 
-@post("/runs/stream", status_code=200, responses=BAD_REQUEST_RESPONSES)
+@post("/runs/stream", status_code=200, responses=BAD_REQUEST_RESPONSES, media_type=SSE)
 async def stateless_run_stream(data: RunCreate, resources: ResourcesT) -> Stream:
     return await _stream(resources, None, data)
 
@@ -257,7 +259,7 @@ async def join_run(thread_id: str, run_id: str, resources: ResourcesT,
                                 resources.settings.server.heartbeat_seconds, cancel)
 
 
-@get("/threads/{thread_id:str}/runs/{run_id:str}/stream")
+@get("/threads/{thread_id:str}/runs/{run_id:str}/stream", media_type=SSE)
 async def join_run_stream(thread_id: str, run_id: str, request: Request[Any, Any, Any], resources: ResourcesT,
                           stream_mode: list[str] | None = None, cancel_on_disconnect: str | None = None,
                           last_event_id: str | None = Parameter(header="Last-Event-ID", default=None)) -> Stream:
@@ -280,7 +282,7 @@ async def join_run_stream(thread_id: str, run_id: str, request: Request[Any, Any
 THREAD_STREAM_MODES = ("run_modes", "lifecycle", "state_update")
 
 
-@get("/threads/{thread_id:str}/stream")
+@get("/threads/{thread_id:str}/stream", media_type=SSE)
 async def join_thread_stream(thread_id: str, resources: ResourcesT, stream_modes: str | None = None,
                              stream_mode: list[str] | None = None,
                              last_event_id: str | None = Parameter(header="Last-Event-ID", default=None)) -> Stream:
