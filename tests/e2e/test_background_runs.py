@@ -26,6 +26,7 @@ from langgraph_sdk import get_client, get_sync_client
 from langgraph_sdk.errors import ConflictError, NotFoundError
 
 from service.db import to_url
+from tests.support.jsclient import run_js
 from tests.support.pgbouncer import pgbouncer
 from tests.support.race import ROOT, python_env
 from tests.support.service import ServiceProcess
@@ -412,4 +413,24 @@ class TestRetention:
                 left = conn.execute("SELECT count(*) FROM run_events WHERE run_id = %s", (old["run_id"],)).fetchone()
             assert left == (0,)
             assert client.threads.get_state(thread_id)["values"]["log"] == ["old", "recent"]
+
+
+class TestJsClient:
+    def test_should_drive_every_runs_operation_with_the_official_js_client(self, migrated_db: str) -> None:
+        """@langchain/langgraph-sdk (npm, pinned in tests/e2e/js) against two pods: tests/e2e/js/runs.mjs."""
+        with ServiceProcess(migrated_db) as a, ServiceProcess(migrated_db) as b:
+            out = run_js("runs.mjs", a.url, LANGGRAPH_URL_B=b.url)
+        run_id = out["created"]["run_id"]
+        assert out["created"]["status"] in ("pending", "running")
+        assert out["joinStreamEvents"][0] == "metadata" and "values" in out["joinStreamEvents"]
+        assert out["joined"]["log"] == ["js"]
+        assert out["got"]["status"] == "success" and out["got"]["run_id"] == run_id
+        assert [r["run_id"] for r in out["listed"]] == [run_id]
+        assert out["waited"]["log"] == ["js", "wait"]
+        assert out["streamed"][0] == "metadata" and "updates" in out["streamed"]
+        assert out["cancelled"]["status"] == "interrupted"
+        assert out["rejected"] == {"status": 409}
+        assert len(out["batch"]) == 2 and all(r["status"] in ("pending", "running", "success") for r in out["batch"])
+        assert out["statelessJoined"]["log"] == ["stateless"]
+        assert run_id not in out["afterDelete"] and len(out["afterDelete"]) >= 3
 
