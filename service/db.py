@@ -327,7 +327,9 @@ async def check_if_idle(conn: psycopg.AsyncConnection[object]) -> None:
 
     An idle connection has nothing to read; when its socket is readable, the server closed it
     (a restart, ``pg_terminate_backend``) or sent a notice, and the full check sorts it out.
-    That costs one non-blocking poll, not a round trip.
+    That costs one non-blocking poll, not a round trip. The round trip waits at most the
+    connection class's ``check_timeout`` (a server that stopped answering must not hold a
+    checkout past the pool timeout), then the pool discards the connection and takes another.
     """
     from psycopg_pool import AsyncConnectionPool
 
@@ -335,7 +337,15 @@ async def check_if_idle(conn: psycopg.AsyncConnection[object]) -> None:
     last = _LAST_CHECKOUT.get(conn)
     _LAST_CHECKOUT[conn] = now
     if last is None or now - last > IDLE_CHECK_SECONDS or _readable(conn):
-        await AsyncConnectionPool.check_connection(conn)
+        check_timeout = getattr(conn, "check_timeout", None)
+        if isinstance(conn, TimedConnection) and check_timeout:
+            conn.io_timeout, saved = check_timeout, conn.io_timeout
+            try:
+                await AsyncConnectionPool.check_connection(conn)
+            finally:
+                conn.io_timeout = saved
+        else:
+            await AsyncConnectionPool.check_connection(conn)
 
 
 def _readable(conn: psycopg.AsyncConnection[object]) -> bool:
@@ -350,6 +360,18 @@ class DatabaseTimeout(psycopg.OperationalError):
     """The database did not answer within the client-side I/O timeout (a stalled network)."""
 
 
+class ReplicationNotConfirmed(psycopg.OperationalError):
+    """The primary committed locally but gave up waiting for its synchronous standby.
+
+    When the wait is cancelled (``pg_cancel_backend``, a cancel request), PostgreSQL ends it with a
+    WARNING and reports success: the write may be lost at a failover. It is not acknowledged.
+    """
+
+
+# SyncRepWaitForLSN's WARNING when a COMMIT stops waiting for the synchronous standby.
+_SYNC_REP_CANCELLED = "wait for synchronous replication"
+
+
 class TimedConnection(psycopg.AsyncConnection[Any]):
     """An AsyncConnection that waits at most ``io_timeout`` seconds for the server to answer.
 
@@ -358,20 +380,56 @@ class TimedConnection(psycopg.AsyncConnection[Any]):
     and commit goes through ``wait``; past ``io_timeout`` the connection is closed (its state is
     unknown, so the pool discards it) and DatabaseTimeout is raised, which the service answers
     with 503.
+
+    A COMMIT that a synchronous standby does not confirm (the standby went away or was promoted
+    while this primary still runs) waits with no server-side limit: PostgreSQL turns
+    ``statement_timeout`` off before COMMIT. ``io_timeout`` bounds it, and the write, committed on
+    this server only, is not acknowledged. When the wait is cancelled instead, the server says
+    success with a WARNING; that is raised as ReplicationNotConfirmed (503) too. Either way the
+    connection is closed, so the pool reconnects and ``target_session_attrs`` finds the primary.
     """
 
     io_timeout: float | None = None
+    check_timeout: float | None = None
+    _unconfirmed = False
+
+    @classmethod
+    async def connect(cls, conninfo: str = "", **kwargs: Any) -> Any:
+        conn = await super().connect(conninfo, **kwargs)
+        conn.add_notice_handler(_SyncRepWatch(conn))
+        return conn
 
     async def wait(self, gen: Any, interval: float = 0.1, timeout: float | None = None) -> Any:
         try:
-            return await super().wait(gen, interval=interval, timeout=timeout or self.io_timeout)
+            result = await super().wait(gen, interval=interval, timeout=timeout or self.io_timeout)
         except pg_errors._WaitTimeout:
             self.pgconn.finish()
             raise DatabaseTimeout(f"no answer from the database within {timeout or self.io_timeout:g}s") from None
+        if self._unconfirmed:
+            self._unconfirmed = False
+            self.pgconn.finish()
+            raise ReplicationNotConfirmed("the synchronous standby did not confirm the commit")
+        return result
 
 
-def timed_connection_class(io_timeout: float) -> type[TimedConnection]:
-    return type("TimedConnection", (TimedConnection,), {"io_timeout": io_timeout or None})
+class _SyncRepWatch:
+    """A notice handler that marks its connection when a synchronous replication wait was cancelled."""
+
+    __slots__ = ("_conn",)
+
+    def __init__(self, conn: TimedConnection) -> None:
+        self._conn = weakref.ref(conn)
+
+    def __call__(self, diag: pg_errors.Diagnostic) -> None:
+        if diag.severity_nonlocalized == "WARNING" and _SYNC_REP_CANCELLED in (diag.message_primary or ""):
+            conn = self._conn()
+            if conn is not None:
+                conn._unconfirmed = True
+
+
+def timed_connection_class(io_timeout: float, check_timeout: float | None = None) -> type[TimedConnection]:
+    return type("TimedConnection", (TimedConnection,), {"io_timeout": io_timeout or None,
+                                                        "check_timeout": check_timeout or None})
 
 
 def use_fast_json() -> None:

@@ -7,16 +7,19 @@ line and their documented exit code (migrate 12, prune 5).
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
+from typing import Any
 
 import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict
 
 from service import schema
-from service.db import to_url, with_params
+from service.db import ReplicationNotConfirmed, timed_connection_class, to_url, with_params
 from tests.support.pgcluster import Cluster, require_pg15
 from tests.support.race import ROOT, migrate_cmd, python_env
 
@@ -117,3 +120,50 @@ class TestPrune:
         assert proc.returncode == 5, proc.stderr[-2000:]
         assert len(proc.stderr.strip().splitlines()) == 1 and "standby" in proc.stderr
         assert conninfo_to_dict(cluster.standby.url(dbname))["port"] == str(cluster.standby.port)
+
+
+class TestUnconfirmedCommit:
+    """A COMMIT whose wait for the synchronous standby is cancelled reports success with a WARNING."""
+
+    @staticmethod
+    async def _insert_then_cancel(connection_class: type[psycopg.AsyncConnection[Any]], c: Cluster,
+                                  dbname: str) -> BaseException | None:
+        conn = await connection_class.connect(c.primary.url(dbname), autocommit=True)
+        pid = conn.info.backend_pid
+        insert = asyncio.create_task(conn.execute("INSERT INTO t VALUES (1)"))
+        admin = await psycopg.AsyncConnection.connect(c.primary.url(dbname), autocommit=True)
+        try:
+            deadline = time.monotonic() + 60
+            while True:  # until the backend waits for the standby
+                cur = await admin.execute("SELECT wait_event FROM pg_stat_activity WHERE pid = %s", (pid,))
+                row = await cur.fetchone()
+                if row is not None and row[0] == "SyncRep":
+                    break
+                assert time.monotonic() < deadline, row
+                await asyncio.sleep(0.05)
+            await admin.execute("SELECT pg_cancel_backend(%s)", (pid,))
+            try:
+                await insert
+            except psycopg.Error as exc:
+                return exc
+            return None
+        finally:
+            await admin.close()
+            await conn.close()
+
+    def test_should_raise_instead_of_reporting_success(self) -> None:
+        require_pg15()
+        c = Cluster(synchronous=True).start()
+        try:
+            dbname = c.create_database()
+            with psycopg.connect(c.primary.url(dbname), autocommit=True) as conn:
+                conn.execute("CREATE TABLE t (x int)")
+            c.standby.stop()  # commits now wait for it
+            error = asyncio.run(self._insert_then_cancel(timed_connection_class(60), c, dbname))
+            assert isinstance(error, ReplicationNotConfirmed), error
+            # The control: a plain connection takes the cancelled wait for a successful INSERT.
+            assert asyncio.run(self._insert_then_cancel(psycopg.AsyncConnection, c, dbname)) is None
+            with psycopg.connect(c.primary.url(dbname)) as conn:
+                assert conn.execute("SELECT count(*) FROM t").fetchone() == (2,)  # committed locally, both
+        finally:
+            c.close()
