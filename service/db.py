@@ -212,7 +212,8 @@ def classify(exc: BaseException) -> Failure:
         return Failure.STARTING
     if isinstance(exc, psycopg.OperationalError):
         text = str(exc)
-        if "too many clients" in text or "remaining connection slots are reserved" in text:
+        if ("too many clients" in text or "too many connections for" in text
+                or "remaining connection slots are reserved" in text):
             return Failure.TOO_MANY
         if any(m in text for m in _STANDBY_MESSAGES):
             return Failure.STANDBY
