@@ -224,3 +224,53 @@ class TestStandbyGoneFirst:
         finally:
             for p in pods:
                 p.stop()
+
+
+class TestAsynchronousStandby:
+    def test_should_lose_the_runs_acknowledged_while_the_standby_was_behind(self) -> None:
+        """What asynchronous replication can lose (docs/reliability.md): the primary acknowledges a
+        COMMIT before any standby has it. The replication link stalls, runs go on being acknowledged,
+        the primary crashes and the standby is promoted without them. The service's part still holds:
+        503s only, no hang, serving again after the promotion."""
+        require_pg15()
+        cluster = Cluster(synchronous=False, link_proxy=True).start()
+        pods: list[ServiceProcess] = []
+        try:
+            pods, _ = start_pods(cluster)
+            load = Load([p.url for p in pods]).start()
+            try:
+                wait_until(lambda: load.ok_count() >= 15, "load warmed up")
+                cluster.wait_replayed()
+                assert cluster.link is not None
+                cluster.link.stall()  # the standby receives nothing from now on
+                acked = sum(len(v) for v in load.acknowledged.values())
+                wait_until(lambda: sum(len(v) for v in load.acknowledged.values()) >= acked + 5,
+                           "runs acknowledged by the primary alone")
+                stopped = time.monotonic()
+                cluster.stop_primary("immediate")  # a crash: nothing more reaches the standby
+                wait_until(lambda: all(ready(p) == 503 for p in pods), "pods notice the primary is gone")
+                cluster.promote()
+                promoted = time.monotonic()
+                at_promotion = len(load.calls)
+                first_run = wait_until(
+                    lambda: any(c.path.endswith("/runs/wait") and 0 < c.status < 400
+                                for c in load.calls[at_promotion:]), "a run succeeds on the promoted standby")
+                after = load.ok_count()
+                wait_until(lambda: load.ok_count() >= after + 10, "serving on the new primary")
+            finally:
+                load.stop()
+            lost = load.lost(pods[0].url)
+            failed = load.failed()
+            print(f"\nfailover asynchronous standby, link stalled: {len(load.calls)} requests, {len(failed)} failed "
+                  f"(statuses {sorted({c.status for c in failed})}), runs acknowledged "
+                  f"{sum(len(v) for v in load.acknowledged.values())}, lost {len(lost)} (at least 5 acknowledged "
+                  f"after the stall); primary gone {promoted - stopped:.1f} s, first run {first_run:.2f} s after "
+                  f"the promotion")
+            assert lost, "nothing was lost: the test did not stall replication"
+            for call in failed:
+                assert call.status == 503 and call.retry_after, call
+            assert max(c.seconds for c in load.calls) < BOUND
+        finally:
+            for p in pods:
+                p.stop()
+            cluster.close()

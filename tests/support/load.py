@@ -119,7 +119,11 @@ class Load:
         """Acknowledged runs missing from their thread's history (should be empty)."""
         missing = []
         for thread_id, pairs in self.acknowledged.items():
-            state = httpx.get(f"{url}/threads/{thread_id}/state", timeout=10).json()
+            response = httpx.get(f"{url}/threads/{thread_id}/state", timeout=10)
+            if response.status_code == 404:  # the whole thread is gone
+                missing.extend(f"{thread_id}: question {question!r}" for question, _ in pairs)
+                continue
+            state = response.json()
             messages = [(m["type"], m["content"]) for m in state["values"].get("messages", [])]
             position = 0
             for question, answer in pairs:

@@ -22,6 +22,7 @@ from psycopg import sql
 
 from service.db import with_params
 from service.embedded import EmbeddedPostgres
+from tests.support.tcpproxy import TcpProxy
 
 PG15_BIN = Path("/usr/lib/postgresql/15/bin")
 STANDBY_NAME = "standby1"
@@ -37,9 +38,12 @@ def require_pg15() -> None:
 class Cluster:
     """A primary and one standby; ``url()`` is the multi-host URL an HA cluster documents."""
 
-    def __init__(self, *, synchronous: bool = True, bin_dir: Path = PG15_BIN) -> None:
+    def __init__(self, *, synchronous: bool = True, bin_dir: Path = PG15_BIN, link_proxy: bool = False) -> None:
+        """``link_proxy``: the standby streams through a TCP proxy (``self.link``) that can stall."""
         self.root = Path(tempfile.mkdtemp(prefix="lgpg-cluster-"))
         self.synchronous = synchronous
+        self.link: TcpProxy | None = None
+        self._link_proxy = link_proxy
         common = {"max_connections": "100", "fsync": "off", "full_page_writes": "on", "wal_level": "replica",
                   "max_wal_senders": "5", "wal_keep_size": "128MB", "hot_standby": "on",
                   "deadlock_timeout": "200ms"}
@@ -59,6 +63,10 @@ class Cluster:
             self.standby._prepare_for_system_user()
         self.standby._run(["pg_basebackup", "-h", "127.0.0.1", "-p", str(self.primary.port), "-U", "postgres",
                            "-D", str(data), "-X", "stream", "-R", "-c", "fast", "--no-sync"])
+        if self._link_proxy:
+            self.link = TcpProxy("127.0.0.1", self.primary.port).start()
+            auto = data / "postgresql.auto.conf"
+            auto.write_text(auto.read_text().replace(f"port={self.primary.port}", f"port={self.link.port}"))
         self.standby.start()
         self.wait_streaming()
         return self
@@ -133,4 +141,6 @@ class Cluster:
     def close(self) -> None:
         for server in (self.standby, self.primary):
             server.stop("immediate")
+        if self.link is not None:
+            self.link.close()
         shutil.rmtree(self.root, ignore_errors=True)
