@@ -90,8 +90,8 @@ async def drive(url: str, runs: int, concurrency: int, body_extra: dict[str, obj
         return failed, time.perf_counter() - started, latencies
 
 
-def serve(argv: list[str], env: dict[str, str], url: str) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def serve(argv: list[str], env: dict[str, str], url: str, cwd: Path = ROOT) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(argv, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
@@ -111,12 +111,13 @@ class Server:
     body_extra: dict[str, object]
     proc: subprocess.Popen[bytes] | None = None
     url: str = ""
+    cwd: Path = ROOT
 
     def start(self) -> None:
         port = free_port()
         self.url = f"http://127.0.0.1:{port}"
         self.proc = serve(self.argv, {**self.env, "PORT": str(port), "HOST": "127.0.0.1", "LOG_LEVEL": "WARNING"},
-                          self.url)
+                          self.url, self.cwd)
 
     def stop(self) -> None:
         if self.proc is not None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import socket
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -20,6 +22,7 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.store.base import BaseStore
 from litestar import Litestar
 from litestar.config.app import AppConfig
+from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
@@ -28,6 +31,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from service import db, instrumentation, metrics, schema
 from service.api import assistants, meta, runs, threads
+from service.assistants import AssistantStore, MemoryAssistantStore, PostgresAssistantStore
 from service.auth import api_key_guard
 from service.checkpointer import PooledPostgresSaver
 from service.errors import EXCEPTION_HANDLERS
@@ -35,8 +39,12 @@ from service.graphs import GraphEntry, load_graphs
 from service.logging import get_logger
 from service.middleware import RequestLogMiddleware
 from service.pool import Pool
-from service.runs import RunManager
-from service.settings import Settings
+from service.runs.events import EventLog
+from service.runs.local import LocalRunManager
+from service.runs.manager import QueueRunManager
+from service.runs.notify import Notifier
+from service.runs.queue import RunQueue
+from service.settings import CorsSettings, Settings
 from service.threads import MemoryThreadStore, PostgresThreadStore, ThreadStore
 
 log = get_logger("service")
@@ -98,8 +106,9 @@ class Resources:
     store: BaseStore
     threads: ThreadStore
     graphs: dict[str, GraphEntry]
-    runs: RunManager
+    runs: LocalRunManager | QueueRunManager
     readiness: Readiness
+    assistants: AssistantStore
 
 
 @asynccontextmanager
@@ -144,22 +153,37 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
         log.info("database_pool_opened", database=db.describe(settings.database.conninfo),
                  min_size=p.min_size, max_size=p.max_size, pgbouncer=p.pgbouncer)
     graphs = load_graphs(settings.graphs, checkpointer, store)
+    assistant_store: AssistantStore = (MemoryAssistantStore(graphs) if pool is None
+                                       else PostgresAssistantStore(pool, graphs))
     metrics.precreate(graphs)
     metrics.set_build_info(VERSION)
     metrics.set_schema(None, schema.required_versions())
     if pool is None:
         metrics.READY.set(1)
-    run_manager = RunManager(thread_store, graphs, lease=settings.server.run_lease_seconds,
-                             queue_timeout=settings.server.run_queue_timeout)
+    server = settings.server
+    run_manager: LocalRunManager | QueueRunManager
+    if pool is None:
+        run_manager = LocalRunManager(thread_store, graphs, queue_timeout=server.run_queue_timeout,
+                                      assistants=assistant_store)
+    else:
+        notifier = Notifier(settings.listen_conninfo, poll_interval=server.poll_interval,
+                            listen_poll_interval=server.listen_poll_interval)
+        run_manager = QueueRunManager(
+            RunQueue(pool, f"{socket.gethostname()}/{os.getpid()}", server.run_lease_seconds),
+            EventLog(pool, notifier), notifier, thread_store, graphs, assistant_store,
+            slots=server.jobs_per_worker, lease=server.run_lease_seconds,
+            sample_interval=server.queue_sample_seconds, events_ttl=server.run_events_ttl_seconds)
     resources = Resources(settings, pool, checkpointer, store, thread_store, graphs, run_manager,
-                          Readiness(pool))
+                          Readiness(pool), assistant_store)
     try:
+        if isinstance(run_manager, QueueRunManager):
+            await run_manager.start()
         async with (instrumentation.pool_gauges(pool) if pool is not None and settings.metrics_enabled
                     else contextlib.nullcontext()):
             yield resources
     finally:
         resources.readiness.draining = True
-        left = await run_manager.drain(settings.server.drain_timeout)
+        left = await run_manager.drain(server.drain_timeout)
         if left:
             log.warning("drain_timeout", runs_still_running=left)
         if pool is not None:
@@ -173,6 +197,15 @@ def _set_statement_timeout(seconds: float) -> Any:
             await conn.execute(f"SET statement_timeout = {int(seconds * 1000)}")
 
     return configure
+
+
+def _cors(cors: CorsSettings | None) -> CORSConfig | None:
+    if cors is None:
+        return None
+    return CORSConfig(allow_origins=list(cors.allow_origins), allow_methods=list(cors.allow_methods),  # type: ignore[arg-type]
+                      allow_headers=list(cors.allow_headers), allow_credentials=cors.allow_credentials,
+                      allow_origin_regex=cors.allow_origin_regex, expose_headers=list(cors.expose_headers),
+                      max_age=cors.max_age)
 
 
 def create_app(settings: Settings) -> Litestar:
@@ -201,6 +234,7 @@ def create_app(settings: Settings) -> Litestar:
         lifespan=[lifespan],
         request_max_body_size=settings.server.max_body_bytes,
         openapi_config=OpenAPIConfig(title="langgraph-pg", version=VERSION, path="/docs"),
+        cors_config=_cors(settings.cors),
         debug=False,
     )
     return Litestar.from_config(config)

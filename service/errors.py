@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 import psycopg
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, NotFoundException, ValidationException
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from psycopg_pool import PoolTimeout
 
@@ -55,6 +57,13 @@ class NotFound(ServiceError):
 class Conflict(ServiceError):
     status = 409
     title = "Conflict"
+
+
+class NotServed(ServiceError):
+    """An operation this configuration cannot serve (background runs with CHECKPOINTER=memory)."""
+
+    status = 501
+    title = "Not Implemented"
 
 
 class Unavailable(ServiceError):
@@ -143,6 +152,22 @@ def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[dic
     message = str(exc).splitlines()[0][:300] if str(exc) else ""
     log.error("unhandled_error", error_type=type(exc).__name__, error=message, path=request.url.path)
     return problem(HTTP_500_INTERNAL_SERVER_ERROR, "Internal Server Error", "internal error", request.url.path)
+
+
+class ProblemDetails(msgspec.Struct, kw_only=True):
+    """An RFC 9457 problem, as every error of this service answers (for the OpenAPI document)."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    instance: str | None = None
+
+
+# For handlers that answer 400 themselves (the LangGraph Server's 400s): documented as problem+json,
+# in place of the framework's default 400 entry (its own 400s are answered 422 here).
+BAD_REQUEST_RESPONSES = {400: ResponseSpec(data_container=ProblemDetails, media_type=PROBLEM_JSON,
+                                           description="Bad Request (RFC 9457 problem)", generate_examples=False)}
 
 
 EXCEPTION_HANDLERS: dict[Any, Any] = {

@@ -46,6 +46,21 @@ THREAD_LOCK_WAIT = Histogram(
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
 
+RUN_QUEUE_WAIT = Histogram(
+    "langgraph_run_queue_wait_seconds", "Time from a queued run's creation to its start on a worker.",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+)
+RUN_QUEUE_DEPTH = Gauge("langgraph_run_queue_runs", "Runs in the queue by status (pending, running), all pods.",
+                        ["status"], multiprocess_mode="max")
+RUNS_TAKEN_OVER = Counter("langgraph_runs_taken_over",
+                          "Runs claimed again after their pod stopped renewing the lease (it died or hung).")
+RUNS_ABANDONED = Counter("langgraph_runs_abandoned",
+                         "Runs failed after too many takeovers (each of their pods died under them).")
+RUNS_CANCELLED = Counter("langgraph_runs_cancelled", "Runs cancelled, by action (interrupt, rollback).",
+                         ["action"])
+QUEUE_STATUSES = ("pending", "running")
+CANCEL_ACTIONS = ("interrupt", "rollback")
+
 # -- checkpointer (fed by service/instrumentation.py) ------------------------------------------------
 CHECKPOINT_DURATION = Histogram(
     "langgraph_checkpoint_operation_duration_seconds",
@@ -136,6 +151,15 @@ def precreate(graph_ids: Iterable[str]) -> None:
         POOL_CONNECTIONS.labels(state)
     for reason in CONNECT_FAILURES:
         DB_CONNECTIONS_REFUSED.labels(reason)
+    for queue_status in QUEUE_STATUSES:
+        RUN_QUEUE_DEPTH.labels(queue_status)
+    for action in CANCEL_ACTIONS:
+        RUNS_CANCELLED.labels(action)
+
+
+def run_status_label(status: str) -> str:
+    """A run's final status as a label of ``langgraph_runs_total`` (a fixed set)."""
+    return status if status in ("success", "interrupted", "cancelled") else "error"
 
 
 def set_build_info(app_version: str) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime as dt
 import sys
 import time
@@ -27,6 +28,8 @@ from psycopg_pool import AsyncConnectionPool
 from service import db
 from service import logging as service_logging
 from service.checkpointer import PooledPostgresSaver
+from service.runs.events import EXPIRE_SQL as EXPIRE_EVENTS_SQL
+from service.runs.queue import PRUNE_SQL as PRUNE_RUNS_SQL
 from service.settings import ConfigError, DatabaseSettings
 from service.threads import LIVE_HOLDER
 
@@ -85,7 +88,20 @@ async def prune(conninfo: str, older_than_days: float, strategy: str, batch: int
                 pruned += len(ids)
                 log.info("prune_batch", threads=len(ids), strategy=strategy)
     finally:
+        with contextlib.suppress(Exception):
+            await _prune_runs(pool, cutoff, batch)
         await pool.close()
+
+
+async def _prune_runs(pool: AsyncConnectionPool[Any], cutoff: dt.datetime, batch: int) -> None:
+    """Finished runs (and their stream events) not updated since the cutoff, of threads that stay."""
+    runs = events = 0
+    async with pool.connection() as conn:
+        while (cur := await conn.execute(PRUNE_RUNS_SQL, {"cutoff": cutoff, "batch": batch})).rowcount:
+            runs += cur.rowcount
+        while (cur := await conn.execute(EXPIRE_EVENTS_SQL, {"cutoff": cutoff, "batch": batch})).rowcount:
+            events += cur.rowcount
+    log.info("prune_runs", runs=runs, orphan_events=events)
 
 
 def main(argv: list[str] | None = None) -> int:

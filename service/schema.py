@@ -61,6 +61,66 @@ APP_MIGRATIONS: tuple[str, ...] = (
     """,
     "CREATE INDEX CONCURRENTLY IF NOT EXISTS runs_active_idx ON runs (thread_id, created_at) "
     "WHERE status IN ('pending', 'running')",
+    # issue 10: the durable run queue. A run's body (kwargs) is stored, so any pod's workers can
+    # claim it; rows without kwargs are the request-bound runs of the previous version, which the
+    # workers leave to the pods that made them (both kinds share the thread row's lease).
+    """
+    ALTER TABLE runs
+        ADD COLUMN IF NOT EXISTS kwargs jsonb,
+        ADD COLUMN IF NOT EXISTS not_before timestamptz,
+        ADD COLUMN IF NOT EXISTS started_at timestamptz,
+        ADD COLUMN IF NOT EXISTS ended_at timestamptz,
+        ADD COLUMN IF NOT EXISTS attempt integer NOT NULL DEFAULT 0,
+        ADD COLUMN IF NOT EXISTS cancel_action text,
+        ADD COLUMN IF NOT EXISTS error jsonb
+    """,
+    "CREATE INDEX CONCURRENTLY IF NOT EXISTS runs_claim_idx ON runs (created_at, run_id) "
+    "WHERE status IN ('pending', 'running') AND kwargs IS NOT NULL",
+    "CREATE INDEX CONCURRENTLY IF NOT EXISTS runs_thread_created_idx ON runs (thread_id, created_at DESC)",
+    # Stream events of runs, for joining a stream from any pod and resuming it (Last-Event-ID).
+    """
+    CREATE TABLE IF NOT EXISTS run_events (
+        run_id      uuid NOT NULL,
+        seq         integer NOT NULL,
+        event       text NOT NULL,
+        data        bytea NOT NULL,
+        created_at  timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (run_id, seq)
+    )
+    """,
+    "CREATE INDEX CONCURRENTLY IF NOT EXISTS run_events_created_idx ON run_events (created_at)",
+    # issue 11: assistants. The current version of each assistant, and every version it has had
+    # (patch adds one, POST /assistants/{id}/latest makes an older one current again).
+    """
+    CREATE TABLE IF NOT EXISTS assistants (
+        assistant_id  uuid PRIMARY KEY,
+        graph_id      text NOT NULL,
+        name          text NOT NULL,
+        description   text,
+        config        jsonb NOT NULL DEFAULT '{}',
+        context       jsonb NOT NULL DEFAULT '{}',
+        metadata      jsonb NOT NULL DEFAULT '{}',
+        version       integer NOT NULL DEFAULT 1,
+        created_at    timestamptz NOT NULL DEFAULT now(),
+        updated_at    timestamptz NOT NULL DEFAULT now()
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS assistant_versions (
+        assistant_id  uuid NOT NULL REFERENCES assistants (assistant_id) ON DELETE CASCADE,
+        version       integer NOT NULL,
+        graph_id      text NOT NULL,
+        name          text NOT NULL,
+        description   text,
+        config        jsonb NOT NULL DEFAULT '{}',
+        context       jsonb NOT NULL DEFAULT '{}',
+        metadata      jsonb NOT NULL DEFAULT '{}',
+        created_at    timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (assistant_id, version)
+    )
+    """,
+    "CREATE INDEX CONCURRENTLY IF NOT EXISTS assistants_graph_created_idx ON assistants (graph_id, created_at DESC)",
+    "CREATE INDEX CONCURRENTLY IF NOT EXISTS assistants_metadata_idx ON assistants USING gin (metadata jsonb_path_ops)",
 )
 
 _INDEX_RE = re.compile(

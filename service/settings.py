@@ -159,6 +159,17 @@ class ServerSettings:
     api_keys: tuple[str, ...] = ()
     run_lease_seconds: float = 30.0
     run_queue_timeout: float = 600.0
+    # Runs a pod's workers execute at once from the queue (N_JOBS_PER_WORKER, as the LangGraph Server).
+    jobs_per_worker: int = 10
+    # Keep-alives on SSE streams and long runs/wait or join responses, so idle timeouts do not cut them.
+    heartbeat_seconds: float = 5.0
+    # How often a pod looks at the queue by itself: without LISTEN, and with it (as a safety net).
+    poll_interval: float = 0.5
+    listen_poll_interval: float = 5.0
+    # How often a pod samples the queue's depth for langgraph_run_queue_runs.
+    queue_sample_seconds: float = 10.0
+    # Stream events of finished runs are kept this long for joins and Last-Event-ID resumes.
+    run_events_ttl_seconds: float = 3600.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> ServerSettings:
@@ -174,6 +185,12 @@ class ServerSettings:
             api_keys=keys,
             run_lease_seconds=env_float(env, "RUN_LEASE_SECONDS", cls.run_lease_seconds, minimum=1),
             run_queue_timeout=env_float(env, "RUN_QUEUE_TIMEOUT", cls.run_queue_timeout, minimum=1),
+            jobs_per_worker=env_int(env, "N_JOBS_PER_WORKER", cls.jobs_per_worker, minimum=1),
+            heartbeat_seconds=env_float(env, "STREAM_HEARTBEAT_SECONDS", cls.heartbeat_seconds, minimum=0.05),
+            poll_interval=env_float(env, "RUN_POLL_INTERVAL", cls.poll_interval, minimum=0.01),
+            listen_poll_interval=env_float(env, "RUN_LISTEN_POLL_INTERVAL", cls.listen_poll_interval, minimum=0.01),
+            queue_sample_seconds=env_float(env, "RUN_QUEUE_SAMPLE_SECONDS", cls.queue_sample_seconds, minimum=0.1),
+            run_events_ttl_seconds=env_float(env, "RUN_EVENTS_TTL_SECONDS", cls.run_events_ttl_seconds, minimum=1),
         )
 
 
@@ -198,6 +215,103 @@ def parse_graphs(raw: str | None) -> dict[str, str]:
     return {str(k): str(v) for k, v in value.items()}
 
 
+# Exposed to browsers unless the configuration lists its own: the pagination headers and
+# Content-Location (where a run's stream can be joined again), as the LangGraph Server exposes them.
+DEFAULT_EXPOSE_HEADERS = ("x-pagination-total", "x-pagination-next", "content-location")
+_CORS_KEYS = {"allow_origins", "allow_methods", "allow_headers", "allow_credentials", "allow_origin_regex",
+              "expose_headers", "max_age"}
+_METHODS = {"*", "GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "TRACE", "CONNECT"}
+
+
+def _strings(value: object, where: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{where} must be a list of strings")
+    return tuple(value)
+
+
+@dataclass(frozen=True)
+class CorsSettings:
+    """Cross-origin access for browsers; off (None on Settings) unless configured.
+
+    Read as the LangGraph Server reads it: ``CORS_ALLOW_ORIGINS`` (comma-separated) alone allows
+    those origins with any method and header (credentials unless ``*``); ``CORS_CONFIG`` (JSON) or
+    ``http.cors`` in ``langgraph.json`` gives each field, with Starlette's defaults for the rest
+    (methods GET, no extra headers), and takes its origins from ``CORS_ALLOW_ORIGINS`` when it names
+    none. The environment wins over ``langgraph.json``.
+    """
+
+    allow_origins: tuple[str, ...] = ()
+    allow_methods: tuple[str, ...] = ("GET",)
+    allow_headers: tuple[str, ...] = ()
+    allow_credentials: bool = False
+    allow_origin_regex: str | None = None
+    expose_headers: tuple[str, ...] = DEFAULT_EXPOSE_HEADERS
+    max_age: int = 600
+
+    @classmethod
+    def from_sources(cls, env: Mapping[str, str], http_cors: Mapping[str, object] | None = None
+                     ) -> CorsSettings | None:
+        """From the environment, else ``http_cors`` (langgraph.json's ``http.cors``); None when neither sets it."""
+        origins = tuple(o.strip() for o in env.get("CORS_ALLOW_ORIGINS", "").split(",") if o.strip())
+        raw = env.get("CORS_CONFIG", "").strip()
+        where = "CORS_CONFIG"
+        config: Mapping[str, object] | None
+        if raw:
+            import json
+
+            try:
+                parsed = json.loads(raw)
+            except json.JSONDecodeError as exc:
+                raise ConfigError(f"CORS_CONFIG must be a JSON object: {exc.msg}") from None
+            if not isinstance(parsed, dict):
+                raise ConfigError("CORS_CONFIG must be a JSON object")
+            config = parsed
+        else:
+            config, where = http_cors, "http.cors"
+        if config is None:
+            if not origins:
+                return None
+            return cls(allow_origins=origins, allow_methods=("*",), allow_headers=("*",),
+                       allow_credentials="*" not in origins)
+        return cls._from_mapping(config, where, origins)
+
+    @classmethod
+    def _from_mapping(cls, config: Mapping[str, object], where: str, origins: tuple[str, ...]) -> CorsSettings:
+        unknown = set(config) - _CORS_KEYS
+        if unknown:
+            raise ConfigError(f"{where}: unknown key {sorted(unknown)[0]!r}; expected some of {sorted(_CORS_KEYS)}")
+        allow_origins = (_strings(config["allow_origins"], f"{where}.allow_origins")
+                         if config.get("allow_origins") is not None else tuple(o for o in origins if o != "*"))
+        methods = tuple(m.upper() for m in _strings(config.get("allow_methods", ["GET"]), f"{where}.allow_methods"))
+        bad = [m for m in methods if m not in _METHODS]
+        if bad:
+            raise ConfigError(f"{where}.allow_methods: {bad[0]!r} is not an HTTP method")
+        credentials = config.get("allow_credentials", False)
+        if not isinstance(credentials, bool):
+            raise ConfigError(f"{where}.allow_credentials must be true or false")
+        regex = config.get("allow_origin_regex")
+        if regex is not None:
+            import re
+
+            if not isinstance(regex, str):
+                raise ConfigError(f"{where}.allow_origin_regex must be a string")
+            try:
+                re.compile(regex)
+            except re.error as exc:
+                raise ConfigError(f"{where}.allow_origin_regex is not a valid regular expression: {exc}") from None
+        max_age = config.get("max_age", 600)
+        if not isinstance(max_age, int) or isinstance(max_age, bool) or max_age < 0:
+            raise ConfigError(f"{where}.max_age must be a non-negative integer (seconds)")
+        expose = config.get("expose_headers")
+        return cls(
+            allow_origins=allow_origins, allow_methods=methods,
+            allow_headers=_strings(config.get("allow_headers", []), f"{where}.allow_headers"),
+            allow_credentials=credentials, allow_origin_regex=regex,
+            expose_headers=DEFAULT_EXPOSE_HEADERS if expose is None else _strings(expose, f"{where}.expose_headers"),
+            max_age=max_age,
+        )
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything the service reads from the environment, validated once at start."""
@@ -210,6 +324,11 @@ class Settings:
     log_level: str = "INFO"
     # METRICS_ENABLED=false: no per-request or per-database-call instrumentation (for measuring its cost).
     metrics_enabled: bool = True
+    # The connection for LISTEN (straight to PostgreSQL); None: poll (PgBouncer without DATABASE_LISTEN_URL).
+    listen_conninfo: str | None = None
+    # None: no CORS headers at all. Whoever reads langgraph.json's http.cors fills it with
+    # CorsSettings.from_sources(env, http_cors) (the environment still wins).
+    cors: CorsSettings | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -224,6 +343,13 @@ class Settings:
         pool = PoolSettings.from_env(env)
         graphs = parse_graphs(env.get("GRAPHS"))
         database = DatabaseSettings.from_env(env) if checkpointer == "postgres" else None
+        listen: str | None = None
+        if database is not None:
+            if env.get("DATABASE_LISTEN_URL", "").strip():
+                listen = DatabaseSettings.from_env(env, names=("DATABASE_LISTEN_URL",)).conninfo
+            elif not pool.pgbouncer:
+                listen = database.conninfo
         return cls(database=database, pool=pool, server=server, graphs=graphs,
                    checkpointer=checkpointer, log_level=level,
-                   metrics_enabled=env_bool(env, "METRICS_ENABLED", True))
+                   metrics_enabled=env_bool(env, "METRICS_ENABLED", True), listen_conninfo=listen,
+                   cors=CorsSettings.from_sources(env))

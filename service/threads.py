@@ -98,7 +98,10 @@ WITH taken AS (
     UPDATE threads AS t SET run_id = %(run_id)s, lease_expires_at = now() + %(lease)s, status = 'busy',
         updated_at = now(),
         metadata = CASE WHEN t.metadata->>'graph_id' IS DISTINCT FROM %(graph_id)s
-                        THEN t.metadata || jsonb_build_object('graph_id', %(graph_id)s::text) ELSE t.metadata END
+                          OR t.metadata->>'assistant_id' IS DISTINCT FROM %(assistant_id)s
+                        THEN t.metadata || jsonb_build_object('graph_id', %(graph_id)s::text,
+                                                              'assistant_id', %(assistant_id)s::text)
+                        ELSE t.metadata END
     WHERE t.thread_id = %(thread_id)s AND NOT ({LIVE_HOLDER})
       AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.thread_id = %(thread_id)s AND r.status = 'pending'
                       AND r.lease_expires_at > now())
@@ -332,7 +335,7 @@ class PostgresThreadStore:
             await conn.execute(
                 "UPDATE threads AS t SET run_id = %(run_id)s, lease_expires_at = now() + %(lease)s, "
                 "status = 'busy', updated_at = now(), metadata = t.metadata || jsonb_build_object('graph_id', "
-                "%(graph_id)s::text) WHERE t.thread_id = %(thread_id)s", params)
+                "%(graph_id)s::text, 'assistant_id', %(assistant_id)s::text) WHERE t.thread_id = %(thread_id)s", params)
             return True
 
     async def heartbeat(self, run_id: str, lease: float) -> bool:
@@ -473,6 +476,8 @@ class MemoryThreadStore:
         thread.data["status"] = "busy"
         if run.graph_id and thread.data["metadata"].get("graph_id") != run.graph_id:
             thread.data["metadata"] = {**thread.data["metadata"], "graph_id": run.graph_id}
+        if thread.data["metadata"].get("assistant_id") != run.assistant_id:
+            thread.data["metadata"] = {**thread.data["metadata"], "assistant_id": run.assistant_id}
         return time.monotonic() - started
 
     async def heartbeat(self, run_id: str, lease: float) -> bool:

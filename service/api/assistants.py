@@ -1,30 +1,48 @@
-"""Assistants: one per configured graph (search, get, get_graph, get_schemas)."""
+"""Assistants: create, get, patch, delete, versions, latest, search, count, graph, schemas, subgraphs."""
 
 from __future__ import annotations
 
-import datetime as dt
-from collections.abc import Callable
-from typing import Any
+import contextlib
+import uuid
+from typing import Any, Literal
 
 import msgspec
-from litestar import get, post
+from litestar import Response, delete, get, patch, post
 
 from service.app_types import ResourcesT
-from service.errors import Unprocessable
-from service.graphs import GraphEntry, resolve
-from service.logging import get_logger
+from service.assistants import Assistant, Change, Filters, introspect
+from service.assistants.config import reconcile
+from service.assistants.store import FIELDS, parse_id, select_fields
+from service.errors import BAD_REQUEST_RESPONSES, NotFound, Unprocessable
+from service.graphs import GraphEntry
+from service.threads import Filters as ThreadFilters
+from service.validation import storable
 
-log = get_logger("service.assistants")
+MAX_LIMIT = 1000
+SortBy = Literal["assistant_id", "created_at", "updated_at", "name", "graph_id"]
+SelectField = Literal["assistant_id", "graph_id", "name", "description", "config", "context", "created_at",
+                      "updated_at", "metadata", "version"]
+assert set(SelectField.__args__) == set(FIELDS)  # type: ignore[attr-defined]
 
-_CREATED = dt.datetime(2024, 1, 1, tzinfo=dt.UTC).isoformat()
+
+class AssistantCreate(msgspec.Struct, kw_only=True):
+    graph_id: str
+    assistant_id: str | None = None
+    config: dict[str, Any] | None = None
+    context: dict[str, Any] | None = None
+    metadata: dict[str, Any] | None = None
+    if_exists: Literal["raise", "do_nothing"] = "raise"
+    name: str | None = None
+    description: str | None = None
 
 
-def assistant_json(entry: GraphEntry) -> dict[str, Any]:
-    return {
-        "assistant_id": entry.assistant_id, "graph_id": entry.graph_id, "name": entry.graph_id,
-        "description": None, "config": {}, "context": {}, "metadata": {"created_by": "system"},
-        "version": 1, "created_at": _CREATED, "updated_at": _CREATED,
-    }
+class AssistantPatch(msgspec.Struct, kw_only=True):
+    graph_id: str | None = None
+    config: dict[str, Any] | None = None
+    context: dict[str, Any] | None = None
+    metadata: dict[str, Any] | None = None
+    name: str | None = None
+    description: str | None = None
 
 
 class AssistantSearch(msgspec.Struct, kw_only=True):
@@ -33,71 +51,176 @@ class AssistantSearch(msgspec.Struct, kw_only=True):
     name: str | None = None
     limit: int = 10
     offset: int = 0
-    sort_by: str | None = None
-    sort_order: str | None = None
-    select: list[str] | None = None
+    sort_by: SortBy | None = None
+    sort_order: Literal["asc", "desc"] | None = None
+    select: list[SelectField] | None = None
 
 
-def _matching(graphs: dict[str, GraphEntry], query: AssistantSearch) -> list[dict[str, Any]]:
-    out = []
-    for entry in graphs.values():
-        body = assistant_json(entry)
-        if query.graph_id and entry.graph_id != query.graph_id:
-            continue
-        if query.name and query.name not in entry.graph_id:
-            continue
-        if query.metadata and any(body["metadata"].get(k) != v for k, v in query.metadata.items()):
-            continue
-        out.append(body)
-    return out
+class AssistantCount(msgspec.Struct, kw_only=True):
+    metadata: dict[str, Any] | None = None
+    graph_id: str | None = None
+    name: str | None = None
+
+
+class VersionsSearch(msgspec.Struct, kw_only=True):
+    metadata: dict[str, Any] | None = None
+    limit: int = 10
+    offset: int = 0
+
+
+class VersionChange(msgspec.Struct, kw_only=True):
+    version: int | None = None
+
+
+def _graph(resources: ResourcesT, graph_id: str) -> GraphEntry:
+    entry: GraphEntry | None = resources.graphs.get(graph_id)
+    if entry is None:
+        raise NotFound(f"graph {graph_id[:100]!r} not found; expected one of {sorted(resources.graphs)}")
+    return entry
+
+
+def _id(resources: ResourcesT, assistant_id: str) -> str:
+    return parse_id(assistant_id, resources.graphs)
+
+
+def _page(limit: int, offset: int) -> None:
+    if not 1 <= limit <= MAX_LIMIT:
+        raise Unprocessable(f"limit must be between 1 and {MAX_LIMIT}")
+    if offset < 0:
+        raise Unprocessable("offset must not be negative")
+
+
+def _filters(resources: ResourcesT, data: AssistantSearch | AssistantCount) -> Filters:
+    storable([data.metadata, data.graph_id, data.name], "filter")
+    if data.graph_id is not None:
+        _graph(resources, data.graph_id)
+    return Filters(graph_id=data.graph_id, name=data.name, metadata=data.metadata)
+
+
+@post("/assistants", status_code=200, responses=BAD_REQUEST_RESPONSES)
+async def create_assistant(data: AssistantCreate, resources: ResourcesT) -> dict[str, Any]:
+    storable([data.graph_id, data.assistant_id, data.config, data.context, data.metadata, data.name,
+              data.description], "assistant")
+    assistant_id = str(uuid.uuid4()) if data.assistant_id is None else _uuid(data.assistant_id)
+    config, context = reconcile(data.config, data.context)
+    _graph(resources, data.graph_id)
+    assistant = Assistant(assistant_id=assistant_id, graph_id=data.graph_id, name=data.name or "Untitled",
+                          description=data.description, config=config, context=context or {},
+                          metadata=data.metadata or {})
+    return (await resources.assistants.create(assistant, data.if_exists)).to_json()
+
+
+def _uuid(raw: str) -> str:
+    try:
+        return str(uuid.UUID(raw))
+    except ValueError:
+        raise Unprocessable("assistant_id must be a UUID") from None
 
 
 @post("/assistants/search", status_code=200)
-async def search_assistants(data: AssistantSearch, resources: ResourcesT) -> list[dict[str, Any]]:
-    if data.limit < 0 or data.offset < 0:
-        raise Unprocessable("limit and offset must not be negative")
-    return _matching(resources.graphs, data)[data.offset:data.offset + data.limit]
+async def search_assistants(data: AssistantSearch, resources: ResourcesT) -> Response[list[dict[str, Any]]]:
+    _page(data.limit, data.offset)
+    found, more = await resources.assistants.search(_filters(resources, data), data.limit, data.offset,
+                                                    data.sort_by, data.sort_order)
+    if more:
+        headers = {"X-Pagination-Total": str(data.offset + data.limit + 1),
+                   "X-Pagination-Next": str(data.offset + data.limit)}
+    else:
+        headers = {"X-Pagination-Total": str(data.offset + len(found))}
+    return Response([select_fields(a.to_json(), data.select) for a in found], headers=headers)
 
 
 @post("/assistants/count", status_code=200)
-async def count_assistants(data: AssistantSearch, resources: ResourcesT) -> int:
-    return len(_matching(resources.graphs, data))
+async def count_assistants(data: AssistantCount, resources: ResourcesT) -> int:
+    return await resources.assistants.count(_filters(resources, data))
 
 
 @get("/assistants/{assistant_id:str}")
 async def get_assistant(assistant_id: str, resources: ResourcesT) -> dict[str, Any]:
-    return assistant_json(resolve(resources.graphs, assistant_id))
+    return (await resources.assistants.get(_id(resources, assistant_id))).to_json()
+
+
+@patch("/assistants/{assistant_id:str}", responses=BAD_REQUEST_RESPONSES)
+async def patch_assistant(assistant_id: str, data: AssistantPatch, resources: ResourcesT) -> dict[str, Any]:
+    key = _id(resources, assistant_id)
+    storable([data.graph_id, data.config, data.context, data.metadata, data.name, data.description], "assistant")
+    config, context = reconcile(data.config, data.context)
+    if data.graph_id is not None:
+        _graph(resources, data.graph_id)
+    change = Change(graph_id=data.graph_id, config=config, context=context, metadata=data.metadata,
+                    name=data.name, description=data.description)
+    return (await resources.assistants.patch(key, change)).to_json()
+
+
+@delete("/assistants/{assistant_id:str}", status_code=204)
+async def delete_assistant(assistant_id: str, resources: ResourcesT, delete_threads: bool = False) -> None:
+    """Delete the assistant and its versions; with ``delete_threads``, its threads (metadata.assistant_id) too."""
+    key = _id(resources, assistant_id)
+    await resources.assistants.get(key)  # 404 before any thread goes
+    if delete_threads:
+        mine = ThreadFilters(metadata={"assistant_id": key})
+        while batch := await resources.threads.search(mine, 100, 0, "created_at", "asc"):
+            for thread in batch:
+                with contextlib.suppress(NotFound):  # deleted meanwhile
+                    await resources.threads.delete(thread["thread_id"])  # 409 when a run holds one
+    await resources.assistants.delete(key)
+
+
+@post("/assistants/{assistant_id:str}/versions", status_code=200)
+async def assistant_versions(assistant_id: str, resources: ResourcesT,
+                             data: VersionsSearch | None = None) -> list[dict[str, Any]]:
+    query = data or VersionsSearch()
+    _page(query.limit, query.offset)
+    storable(query.metadata, "metadata")
+    key = _id(resources, assistant_id)
+    found = await resources.assistants.versions(key, query.metadata, query.limit, query.offset)
+    if not found:
+        raise NotFound(f"assistant {assistant_id} not found")
+    return [a.to_json() for a in found]
+
+
+@post("/assistants/{assistant_id:str}/latest", status_code=200)
+async def set_latest_version(assistant_id: str, resources: ResourcesT, data: VersionChange | None = None,
+                             version: int | None = None) -> dict[str, Any]:
+    """The version comes in the body (as the SDKs send it) or the query (as the spec documents it)."""
+    chosen = data.version if data is not None and data.version is not None else version
+    if chosen is None:
+        raise Unprocessable("version is required")
+    return (await resources.assistants.set_latest(_id(resources, assistant_id), chosen)).to_json()
+
+
+async def _entry(resources: ResourcesT, assistant_id: str) -> tuple[Assistant, GraphEntry]:
+    assistant = await resources.assistants.get(_id(resources, assistant_id))
+    return assistant, _graph(resources, assistant.graph_id)
 
 
 @get("/assistants/{assistant_id:str}/graph")
-async def get_assistant_graph(assistant_id: str, resources: ResourcesT, xray: bool | int = False) -> dict[str, Any]:
-    entry = resolve(resources.graphs, assistant_id)
-    drawable = entry.graph.get_graph(xray=xray)
-    return drawable.to_json()
+async def get_assistant_graph(assistant_id: str, resources: ResourcesT, xray: str | None = None) -> dict[str, Any]:
+    depth = introspect.parse_xray(xray)
+    _, entry = await _entry(resources, assistant_id)
+    return await introspect.drawable(entry.graph, depth)
 
 
 @get("/assistants/{assistant_id:str}/schemas")
 async def get_assistant_schemas(assistant_id: str, resources: ResourcesT) -> dict[str, Any]:
-    entry = resolve(resources.graphs, assistant_id)
-    graph = entry.graph
-    return {
-        "graph_id": entry.graph_id,
-        "input_schema": _schema(entry, graph.get_input_jsonschema),
-        "output_schema": _schema(entry, graph.get_output_jsonschema),
-        "state_schema": _schema(entry, graph.get_output_jsonschema),
-        "config_schema": _schema(entry, graph.get_config_jsonschema),
-        "context_schema": _schema(entry, graph.get_context_jsonschema),
-    }
+    assistant, entry = await _entry(resources, assistant_id)
+    return {"graph_id": assistant.graph_id, **introspect.schemas(entry.graph)}
 
 
-def _schema(entry: GraphEntry, make: Callable[[], dict[str, Any] | None]) -> dict[str, Any] | None:
-    """A graph whose state types pydantic cannot describe still serves; that schema is null."""
-    try:
-        return make()
-    except Exception as exc:
-        log.warning("graph_schema_unavailable", graph=entry.graph_id, schema=make.__name__,
-                    error=str(exc).splitlines()[0][:200])
-        return None
+@get("/assistants/{assistant_id:str}/subgraphs")
+async def get_assistant_subgraphs(assistant_id: str, resources: ResourcesT, recurse: bool = False) -> dict[str, Any]:
+    _, entry = await _entry(resources, assistant_id)
+    return await introspect.subgraphs(entry.graph, None, recurse)
 
 
-ROUTES = [search_assistants, count_assistants, get_assistant, get_assistant_graph, get_assistant_schemas]
+@get("/assistants/{assistant_id:str}/subgraphs/{namespace:str}")
+async def get_assistant_subgraphs_at(assistant_id: str, namespace: str, resources: ResourcesT,
+                                     recurse: bool = False) -> dict[str, Any]:
+    storable(namespace, "namespace")
+    _, entry = await _entry(resources, assistant_id)
+    return await introspect.subgraphs(entry.graph, namespace, recurse)
+
+
+ROUTES = [create_assistant, search_assistants, count_assistants, get_assistant, patch_assistant, delete_assistant,
+          assistant_versions, set_latest_version, get_assistant_graph, get_assistant_schemas, get_assistant_subgraphs,
+          get_assistant_subgraphs_at]

@@ -38,6 +38,7 @@ async def info(resources: ResourcesT) -> dict[str, Any]:
         "checkpointer": resources.settings.checkpointer,
         "graphs": sorted(resources.graphs),
         "flags": {"assistants": True, "crons": False, "langsmith": False, "background_runs": False},
+        "metadata": {},  # the spec requires it (the LangGraph Server's deployment metadata); none here
     }
 
 

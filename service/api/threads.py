@@ -12,7 +12,7 @@ from langgraph.types import StateSnapshot
 from litestar import delete, get, patch, post
 
 from service.app_types import ResourcesT
-from service.errors import Conflict, NotFound, Unprocessable
+from service.errors import BAD_REQUEST_RESPONSES, BadRequest, Conflict, NotFound, Unprocessable
 from service.graphs import GraphEntry, resolve
 from service.serde import to_jsonable
 from service.threads import Filters, ThreadStatus
@@ -166,8 +166,17 @@ def _checkpoint_json(config: dict[str, Any] | None) -> dict[str, Any] | None:
     if not config:
         return None
     c = config.get("configurable", {})
-    return {"thread_id": c.get("thread_id"), "checkpoint_ns": c.get("checkpoint_ns", ""),
-            "checkpoint_id": c.get("checkpoint_id"), "checkpoint_map": c.get("checkpoint_map")}
+    out = {"thread_id": c.get("thread_id"), "checkpoint_ns": c.get("checkpoint_ns", ""),
+           "checkpoint_id": c.get("checkpoint_id")}
+    if c.get("checkpoint_map") is not None:  # present only when set, as the LangGraph Server answers
+        out["checkpoint_map"] = c["checkpoint_map"]
+    return out
+
+
+def _task_checkpoint(state: Any) -> dict[str, Any] | None:
+    if isinstance(state, dict) and isinstance(state.get("configurable"), dict):
+        return to_jsonable(state["configurable"])  # type: ignore[no-any-return]
+    return None
 
 
 def state_json(snapshot: StateSnapshot) -> dict[str, Any]:
@@ -179,7 +188,10 @@ def state_json(snapshot: StateSnapshot) -> dict[str, Any]:
         "tasks": [
             {"id": t.id, "name": t.name, "path": to_jsonable(t.path),
              "error": (t.error if isinstance(t.error, str) else repr(t.error)) if t.error else None,
-             "interrupts": to_jsonable(list(t.interrupts)), "checkpoint": None, "state": None,
+             "interrupts": to_jsonable(list(t.interrupts)),
+             # A subgraph's task: its own checkpoint (subgraphs=false) or its whole state (subgraphs=true).
+             "checkpoint": _task_checkpoint(t.state),
+             "state": state_json(t.state) if isinstance(t.state, StateSnapshot) else None,
              "result": to_jsonable(t.result)}
             for t in snapshot.tasks
         ],
@@ -195,8 +207,7 @@ def state_json(snapshot: StateSnapshot) -> dict[str, Any]:
 
 def _empty_state(thread_id: str) -> dict[str, Any]:
     return {"values": {}, "next": [], "tasks": [], "metadata": {}, "created_at": None,
-            "checkpoint": {"thread_id": thread_id, "checkpoint_ns": "", "checkpoint_id": None,
-                           "checkpoint_map": None},
+            "checkpoint": {"thread_id": thread_id, "checkpoint_ns": "", "checkpoint_id": None},
             "parent_checkpoint": None, "checkpoint_id": None, "parent_checkpoint_id": None, "interrupts": []}
 
 
@@ -245,12 +256,13 @@ async def post_state_at(thread_id: str, data: StateQuery, resources: ResourcesT)
     return await _state(resources, thread_id, data.checkpoint, data.subgraphs)
 
 
-@post("/threads/{thread_id:str}/state", status_code=200)
+@post("/threads/{thread_id:str}/state", status_code=200, responses=BAD_REQUEST_RESPONSES)
 async def update_state(thread_id: str, data: StateUpdate, resources: ResourcesT) -> dict[str, Any]:
     _bind(thread_id)
     thread, entry = await _thread_graph(resources, thread_id)
-    if entry is None:
-        raise Conflict(f"thread {thread_id} has no graph yet: create it with graph_id or run it first")
+    if entry is None:  # 400, as the LangGraph Server answers: the operation needs the thread's graph
+        raise BadRequest(f"thread {thread_id} has no assigned graph ID: run it first, create it with graph_id, "
+                         "or set metadata.graph_id")
     if thread["status"] == "busy":
         raise Conflict(f"thread {thread_id} is busy")
     if data.as_node is not None and data.as_node not in entry.graph.nodes:

@@ -120,7 +120,7 @@ class TestApiKeys:
             assert httpx.post(pod.url + "/threads", json={}, headers={"x-api-key": "wrong"}).status_code == 401
             client = get_sync_client(url=pod.url, api_key=key)
             assert client.threads.create()["status"] == "idle"
-            assert client.assistants.search()[0]["graph_id"] == "support"
+            assert "support" in {a["graph_id"] for a in client.assistants.search()}
         assert key not in pod.logs()
 
 

@@ -5,7 +5,9 @@ with ``PROMETHEUS_MULTIPROC_DIR``, as with several uvicorn workers) and a Pushga
 second. The pods start before the schema exists (not ready: schema behind); a migration job times
 out on a held migration lock, then a second one migrates (both push to the Pushgateway). Then
 traffic: successful, interrupted and failing runs, two runs queued on one thread, a rejected run,
-history and state reads. Then two incidents, caused the way they happen in production:
+history and state reads, and a backlog of 110 background runs queued behind a long one (the
+queue-backlog alert's condition), cancelled together, the long one rolled back. Then two
+incidents, caused the way they happen in production:
 
 * a plain ``CREATE INDEX`` on ``checkpoints`` left in an open transaction: its SHARE lock blocks
   checkpoint writes, which hit the database's ``lock_timeout``, while the runs queued behind them
@@ -123,6 +125,25 @@ def _traffic(pods: dict[str, ServiceProcess]) -> None:
         assert client.get(f"{a}/threads/{thread}/state").status_code == 200
 
 
+def _queue_backlog(pods: dict[str, ServiceProcess], prom: Prometheus) -> None:
+    """A backlog: 110 background runs queued behind a long one on one thread, then all cancelled."""
+    a, b = pods["pod-a"].url, pods["pod-b"].url
+    with httpx.Client(timeout=30) as client:
+        thread = client.post(a + "/threads", json={}).json()["thread_id"]
+        holder = client.post(f"{a}/threads/{thread}/runs", json={"assistant_id": "slow", "input": {"delay": 60}})
+        assert holder.status_code == 200, holder.text
+        queued = [client.post(f"{b}/threads/{thread}/runs", json={"assistant_id": "slow", "input": {"delay": 0}})
+                  for _ in range(110)]
+        assert all(r.status_code == 200 and r.json()["status"] == "pending" for r in queued)
+        prom.wait_for('max(langgraph_run_queue_runs{job="langgraph-pg", status="pending"}) > 100', timeout=20)
+        ids = [r.json()["run_id"] for r in queued]
+        assert client.post(f"{b}/runs/cancel", json={"thread_id": thread, "run_ids": ids}).status_code == 204
+        cancel = client.post(f"{b}/threads/{thread}/runs/{holder.json()['run_id']}/cancel",
+                             params={"action": "rollback", "wait": "true"})
+        assert cancel.status_code in (200, 202), cancel.text
+        prom.wait_for('sum(langgraph_runs_cancelled_total{job="langgraph-pg", action="rollback"}) > 0', timeout=20)
+
+
 def _blocking_index_build(conninfo: str, pods: dict[str, ServiceProcess], prom: Prometheus) -> list[int]:
     """A plain CREATE INDEX on checkpoints, left open for 4 s, while both pods take runs."""
     a, b = pods["pod-a"].url, pods["pod-b"].url
@@ -177,9 +198,10 @@ def observed(pg_server: PgServer) -> Iterator[Observed]:
         admin.execute(sql.SQL("ALTER DATABASE {} SET lock_timeout = '1500ms'").format(sql.Identifier(name)))
         admin.execute(sql.SQL("ALTER DATABASE {} SET deadlock_timeout = '1s'").format(sql.Identifier(name)))
     multiproc = tempfile.mkdtemp(prefix="prom-multiproc-")
-    pods = {"pod-a": ServiceProcess(conninfo, LOG_LEVEL="WARNING"),
+    pods = {"pod-a": ServiceProcess(conninfo, LOG_LEVEL="WARNING", RUN_QUEUE_SAMPLE_SECONDS="0.5"),
             "pod-b": ServiceProcess(conninfo, LOG_LEVEL="WARNING", PROMETHEUS_MULTIPROC_DIR=multiproc,
-                                    DB_POOL_MIN_SIZE="1", DB_POOL_MAX_SIZE="2", DB_POOL_TIMEOUT="10")}
+                                    DB_POOL_MIN_SIZE="1", DB_POOL_MAX_SIZE="2", DB_POOL_TIMEOUT="10",
+                                    RUN_QUEUE_SAMPLE_SECONDS="0.5")}
     try:
         with pushgateway() as gateway:
             for pod in pods.values():
@@ -205,6 +227,7 @@ def observed(pg_server: PgServer) -> Iterator[Observed]:
                 prom.wait_for(f'langgraph_migration_last_success_timestamp_seconds{{instance="{RELEASE}"}}')
 
                 _traffic(pods)
+                _queue_backlog(pods, prom)
                 lock_statuses = _blocking_index_build(conninfo, pods, prom)
                 deadlock_status = _deadlock(conninfo, pods["pod-a"])
                 _traffic(pods)

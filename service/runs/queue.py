@@ -1,0 +1,469 @@
+"""The run queue: every run is a row of ``runs``, claimed by any pod's workers, leased while it runs.
+
+A run is inserted ``pending`` with its body (``kwargs``), or, when the thread is free and the
+creating pod runs it at once, inserted ``running`` with the thread taken in the same statement.
+Workers claim pending runs with ``FOR UPDATE ... SKIP LOCKED`` over the run *and* its thread row,
+so two pods never claim runs of one thread at once, and a claim takes the thread row's lease
+(the same mutex the previous version used, so both versions share threads during an upgrade).
+The oldest live run of a thread goes first. A running run renews its lease; one whose lease
+expired (its pod died) is claimed again and continues from the thread's last checkpoint, up to
+``MAX_ATTEMPTS`` times.
+
+Rows without ``kwargs`` are request-bound runs of the previous version: workers never claim them,
+but respect their place in their thread's order while their pods keep them alive. Pending runs of
+this version carry an infinite lease, so the previous version's pods wait behind them too.
+
+Wake-ups go through ``NOTIFY`` (see :mod:`service.runs.notify`), never in the hot path of a run
+that a request executes where it arrived: only when a thread frees with runs waiting for it,
+when a background run is created, and when a run that someone may wait for elsewhere ends.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool
+
+from service.errors import Conflict, NotFound
+from service.runs.execution import Outcome
+from service.threads import LIVE_HOLDER
+
+MAX_ATTEMPTS = 3
+FINAL = ("success", "error", "interrupted", "timeout", "cancelled")
+CHANNEL_RUNS = "langgraph_runs"        # a run became claimable: workers look
+CHANNEL_CANCEL = "langgraph_cancel"    # payload run_id: its executing pod stops it
+CHANNEL_DONE = "langgraph_run_done"    # payload run_id: it reached a final status
+CHANNEL_EVENTS = "langgraph_run_events"  # payload run_id: new stream events are stored
+
+CancelAction = Literal["interrupt", "rollback"]
+
+_RUN_COLUMNS = """run_id::text AS run_id, thread_id, assistant_id, status, multitask_strategy, metadata, kwargs,
+    created_at, updated_at, started_at, ended_at, attempt, cancel_action, error, pod, not_before"""
+
+# A live run of thread t other than r that must go before r: pending or running, and either kept
+# alive by its pod or one of ours (which a worker will run again when its lease has expired).
+_AHEAD = """
+    SELECT 1 FROM runs o WHERE o.thread_id = {r}.thread_id AND o.run_id <> {r}.run_id
+      AND o.status IN ('pending', 'running') AND (o.lease_expires_at > now() OR o.kwargs IS NOT NULL)
+      AND (o.created_at, o.run_id) < ({r}.created_at, {r}.run_id)
+"""
+
+# Create a run on an existing thread; with run_now, take the thread in the same statement when it
+# is free (the lease condition on the thread row's own columns is re-checked after a row-lock
+# wait, which makes it a mutex). 'reject' inserts nothing unless the thread was taken.
+SUBMIT_SQL = f"""
+WITH thread AS (
+    SELECT t.thread_id, ({LIVE_HOLDER}) OR EXISTS (
+        SELECT 1 FROM runs o WHERE o.thread_id = t.thread_id AND o.status IN ('pending', 'running')
+          AND (o.lease_expires_at > now() OR o.kwargs IS NOT NULL)) AS busy
+    FROM threads t WHERE t.thread_id = %(thread_id)s
+), taken AS (
+    UPDATE threads AS t SET run_id = %(run_id)s, lease_expires_at = now() + %(lease)s, status = 'busy',
+        updated_at = now(),
+        metadata = CASE WHEN t.metadata @> %(thread_metadata)s THEN t.metadata
+                        ELSE t.metadata || %(thread_metadata)s END
+    WHERE t.thread_id = %(thread_id)s AND %(run_now)s AND NOT ({LIVE_HOLDER})
+      AND NOT EXISTS (SELECT 1 FROM runs o WHERE o.thread_id = t.thread_id AND o.status IN ('pending', 'running')
+                      AND (o.lease_expires_at > now() OR o.kwargs IS NOT NULL))
+    RETURNING t.thread_id
+), inserted AS (
+    INSERT INTO runs (run_id, thread_id, assistant_id, status, multitask_strategy, metadata, pod,
+                      lease_expires_at, kwargs, not_before, started_at, attempt, created_at, updated_at)
+    SELECT %(run_id)s, th.thread_id, %(assistant_id)s,
+           CASE WHEN EXISTS (SELECT 1 FROM taken) THEN 'running' ELSE 'pending' END,
+           %(strategy)s, %(metadata)s, CASE WHEN EXISTS (SELECT 1 FROM taken) THEN %(pod)s::text END,
+           CASE WHEN EXISTS (SELECT 1 FROM taken) THEN now() + %(lease)s ELSE 'infinity' END,
+           %(kwargs)s, %(not_before)s::timestamptz,
+           CASE WHEN EXISTS (SELECT 1 FROM taken) THEN clock_timestamp() END,
+           CASE WHEN EXISTS (SELECT 1 FROM taken) THEN 1 ELSE 0 END, clock_timestamp(), clock_timestamp()
+    FROM thread th
+    WHERE EXISTS (SELECT 1 FROM taken) OR %(strategy)s <> 'reject'
+       OR (%(not_before)s::timestamptz IS NOT NULL AND NOT th.busy)
+    RETURNING {_RUN_COLUMNS}
+)
+SELECT (SELECT busy FROM thread) AS busy, EXISTS (SELECT 1 FROM taken) AS taken, i.*
+FROM (SELECT 1) AS one LEFT JOIN inserted i ON TRUE
+"""
+
+# The first run of a thread that does not exist yet: the thread is created already held by it.
+SUBMIT_NEW_THREAD_SQL = f"""
+WITH created AS (
+    INSERT INTO threads (thread_id, metadata, status, run_id, lease_expires_at)
+    VALUES (%(thread_id)s, %(create_metadata)s::jsonb, 'busy', %(run_id)s, now() + %(lease)s)
+    ON CONFLICT DO NOTHING
+    RETURNING thread_id
+)
+INSERT INTO runs (run_id, thread_id, assistant_id, status, multitask_strategy, metadata, pod, lease_expires_at,
+                  kwargs, started_at, attempt, created_at, updated_at)
+SELECT %(run_id)s, thread_id, %(assistant_id)s, 'running', %(strategy)s, %(metadata)s, %(pod)s,
+       now() + %(lease)s, %(kwargs)s, clock_timestamp(), 1, clock_timestamp(), clock_timestamp()
+FROM created
+RETURNING {_RUN_COLUMNS}, FALSE AS busy, TRUE AS taken
+"""
+
+CREATE_THREAD_SQL = "INSERT INTO threads (thread_id, metadata) VALUES (%(thread_id)s, %(create_metadata)s::jsonb) " \
+                    "ON CONFLICT DO NOTHING"
+
+# Claim up to %(limit)s runs: pending ones that are due and first on their thread, and running ones
+# whose pod stopped renewing the lease. Locks the run and its thread row, skipping locked ones.
+CLAIM_SQL = f"""
+WITH candidate AS (
+    SELECT r.run_id, r.thread_id, r.status AS prior_status
+    FROM runs r JOIN threads t ON t.thread_id = r.thread_id
+    WHERE r.kwargs IS NOT NULL
+      AND ((r.status = 'pending' AND (r.not_before IS NULL OR r.not_before <= now()))
+           OR (r.status = 'running' AND r.lease_expires_at <= now()))
+      AND NOT ({LIVE_HOLDER})
+      AND NOT EXISTS ({_AHEAD.format(r="r")})
+    ORDER BY r.created_at, r.run_id
+    LIMIT %(limit)s
+    FOR UPDATE OF r, t SKIP LOCKED
+), taken AS (
+    UPDATE threads t SET run_id = c.run_id, lease_expires_at = now() + %(lease)s, status = 'busy',
+        updated_at = now()
+    FROM candidate c WHERE t.thread_id = c.thread_id
+    RETURNING t.thread_id
+)
+UPDATE runs r SET status = 'running', pod = %(pod)s, lease_expires_at = now() + %(lease)s,
+    started_at = coalesce(r.started_at, clock_timestamp()), attempt = r.attempt + 1, updated_at = now()
+FROM candidate c WHERE r.run_id = c.run_id
+RETURNING r.run_id::text AS run_id, r.thread_id, r.assistant_id, r.status, r.multitask_strategy, r.metadata,
+    r.kwargs, r.created_at, r.updated_at, r.started_at, r.ended_at, r.attempt, r.cancel_action, r.error, r.pod,
+    r.not_before, c.prior_status, extract(epoch FROM (r.started_at - r.created_at)) AS queued_seconds
+"""
+
+# Runs that died too often: failed for good (their thread is freed: its lease has expired).
+GIVE_UP_SQL = """
+UPDATE runs SET status = 'error', ended_at = now(), updated_at = now(),
+    error = jsonb_build_object('error', 'RunLeaseExpired',
+                               'message', 'the run was taken over ' || attempt || ' times and abandoned')
+WHERE status = 'running' AND kwargs IS NOT NULL AND lease_expires_at <= now() AND attempt >= %(max)s
+RETURNING run_id::text AS run_id
+"""
+
+NEXT_DUE_SQL = """
+SELECT extract(epoch FROM (min(least(CASE WHEN status = 'pending' THEN coalesce(not_before, now()) END,
+                                     CASE WHEN status = 'running' THEN lease_expires_at END)) - now())) AS wait
+FROM runs WHERE status IN ('pending', 'running') AND kwargs IS NOT NULL
+"""
+
+HEARTBEAT_SQL = """
+WITH thread AS (
+    UPDATE threads SET lease_expires_at = now() + %(lease)s WHERE run_id = %(run_id)s
+)
+UPDATE runs SET lease_expires_at = now() + %(lease)s
+WHERE run_id = %(run_id)s AND status = 'running' AND attempt = %(attempt)s
+RETURNING cancel_action
+"""
+
+# The run's end and the thread's new state in one statement; wakes workers when another run of the
+# thread is waiting, and waiters elsewhere when asked to.
+FINISH_SQL = """
+WITH finished AS (
+    UPDATE runs SET status = %(status)s, updated_at = now(), ended_at = now(), lease_expires_at = now(),
+        error = %(error)s::jsonb
+    WHERE run_id = %(run_id)s AND attempt = %(attempt)s AND status = 'running'
+    RETURNING run_id
+), released AS (
+    UPDATE threads SET status = %(thread_status)s, values = coalesce(%(values)s::jsonb, values),
+        interrupts = %(interrupts)s, error = %(thread_error)s::jsonb, run_id = NULL, lease_expires_at = NULL,
+        updated_at = now()
+    WHERE thread_id = %(thread_id)s AND run_id = %(run_id)s AND EXISTS (SELECT 1 FROM finished)
+)
+SELECT EXISTS (SELECT 1 FROM finished) AS finished,
+    (SELECT count(*) FROM (
+        SELECT pg_notify('langgraph_runs', '') FROM runs p
+        WHERE p.thread_id = %(thread_id)s AND p.status = 'pending' AND p.kwargs IS NOT NULL LIMIT 1) w) AS woke,
+    CASE WHEN %(notify)s THEN (SELECT count(*) FROM (SELECT pg_notify('langgraph_run_done', %(run_id)s::text)) n)
+    END AS told
+"""
+
+GET_SQL = f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = %(run_id)s AND (%(thread_id)s::text IS NULL " \
+          "OR thread_id = %(thread_id)s)"
+
+LIST_SQL = f"""
+SELECT {_RUN_COLUMNS} FROM runs
+WHERE thread_id = %(thread_id)s AND (%(status)s::text IS NULL OR status = %(status)s
+                                     OR (%(status)s = 'interrupted' AND status = 'cancelled'))
+ORDER BY created_at DESC, run_id DESC LIMIT %(limit)s OFFSET %(offset)s
+"""
+
+STATUS_SQL = "SELECT status, thread_id FROM runs WHERE run_id = %(run_id)s"
+
+DELETE_SQL = """
+WITH gone AS (
+    DELETE FROM runs WHERE run_id = %(run_id)s AND thread_id = %(thread_id)s
+      AND status NOT IN ('pending', 'running') RETURNING run_id
+), events AS (
+    DELETE FROM run_events WHERE run_id IN (SELECT run_id FROM gone)
+)
+SELECT EXISTS (SELECT 1 FROM gone) AS deleted,
+       EXISTS (SELECT 1 FROM runs WHERE run_id = %(run_id)s AND thread_id = %(thread_id)s) AS found
+"""
+
+# Cancel: pending runs end at once (interrupt) or vanish (rollback); running ones are flagged, and
+# their pods are told. Returns the running ones, which their executors finish.
+CANCEL_SQL = """
+WITH target AS (
+    SELECT run_id, status FROM runs
+    WHERE status IN ('pending', 'running')
+      AND (%(run_ids)s::uuid[] IS NULL OR run_id = ANY(%(run_ids)s::uuid[]))
+      AND (%(thread_id)s::text IS NULL OR thread_id = %(thread_id)s)
+      AND (%(status)s::text IS NULL OR %(status)s = 'all' OR status = %(status)s)
+    FOR UPDATE
+), flagged AS (
+    UPDATE runs r SET cancel_action = %(action)s, updated_at = now()
+    FROM target WHERE r.run_id = target.run_id AND target.status = 'running'
+    RETURNING r.run_id, pg_notify('langgraph_cancel', r.run_id::text)
+), ended AS (
+    UPDATE runs r SET status = 'interrupted', cancel_action = %(action)s, updated_at = now(), ended_at = now(),
+        lease_expires_at = now()
+    FROM target WHERE r.run_id = target.run_id AND target.status = 'pending' AND %(action)s = 'interrupt'
+    RETURNING r.run_id
+), dropped AS (
+    DELETE FROM runs r USING target WHERE r.run_id = target.run_id AND target.status = 'pending'
+      AND %(action)s = 'rollback'
+    RETURNING r.run_id
+)
+SELECT run_id::text AS run_id, status, (SELECT count(*) FROM flagged) AS flagged,
+    (SELECT count(*) FROM ended) + (SELECT count(*) FROM dropped) AS ended
+FROM target
+"""
+
+# multitask_strategy interrupt/rollback: a new run on a busy thread cancels the runs before it.
+CANCEL_AHEAD_SQL = """
+SELECT run_id::text AS run_id FROM runs
+WHERE thread_id = %(thread_id)s AND run_id <> %(run_id)s AND status IN ('pending', 'running')
+  AND created_at < (SELECT created_at FROM runs WHERE run_id = %(run_id)s)
+"""
+
+# Rollback: the run's checkpoints and writes go, then the run itself (its events with it).
+ROLLBACK_SQL = """
+WITH gone AS (
+    DELETE FROM checkpoints WHERE thread_id = %(thread_id)s AND metadata->>'run_id' = %(run_id)s::text
+    RETURNING checkpoint_ns, checkpoint_id
+), writes AS (
+    DELETE FROM checkpoint_writes w USING gone g
+    WHERE w.thread_id = %(thread_id)s AND w.checkpoint_ns = g.checkpoint_ns AND w.checkpoint_id = g.checkpoint_id
+), events AS (
+    DELETE FROM run_events WHERE run_id = %(run_id)s::uuid
+), run AS (
+    DELETE FROM runs WHERE run_id = %(run_id)s::uuid
+)
+UPDATE threads SET status = 'idle', run_id = NULL, lease_expires_at = NULL, interrupts = '{}', error = NULL,
+    updated_at = now()
+WHERE thread_id = %(thread_id)s AND run_id = %(run_id)s::uuid
+"""
+
+HAS_CHECKPOINT_SQL = """
+SELECT EXISTS (SELECT 1 FROM checkpoints WHERE thread_id = %(thread_id)s AND metadata->>'run_id' = %(run_id)s)
+    AS resumed
+"""
+
+# Due runs only: a run delayed with after_seconds is not a backlog.
+DEPTH_SQL = """
+SELECT status, count(*) AS n FROM runs
+WHERE status IN ('pending', 'running') AND (not_before IS NULL OR not_before <= now()) GROUP BY status
+"""
+
+NOTIFY_RUNS_SQL = "SELECT pg_notify('langgraph_runs', '')"
+
+# The prune job: finished runs not updated since the cutoff, in batches (their events with them).
+PRUNE_SQL = """
+WITH doomed AS (
+    SELECT run_id FROM runs WHERE status NOT IN ('pending', 'running') AND updated_at < %(cutoff)s
+    ORDER BY updated_at LIMIT %(batch)s
+), events AS (
+    DELETE FROM run_events e USING doomed d WHERE e.run_id = d.run_id
+)
+DELETE FROM runs r USING doomed d WHERE r.run_id = d.run_id
+"""
+
+
+def public_status(status: str) -> str:
+    """The status as the API names it: a cancelled run is ``interrupted`` there."""
+    return "interrupted" if status == "cancelled" else status
+
+
+def run_json(row: dict[str, Any]) -> dict[str, Any]:
+    """A run as the LangGraph Server API shapes it."""
+    return {
+        "run_id": str(row["run_id"]),
+        "thread_id": row["thread_id"],
+        "assistant_id": row["assistant_id"],
+        "created_at": row["created_at"].isoformat(),
+        "updated_at": row["updated_at"].isoformat(),
+        "status": public_status(row["status"]),
+        "metadata": row["metadata"] or {},
+        "kwargs": {k: v for k, v in (row["kwargs"] or {}).items() if not k.startswith("_")},
+        "multitask_strategy": row["multitask_strategy"],
+    }
+
+
+@dataclass
+class Submitted:
+    row: dict[str, Any]
+    taken: bool
+
+
+class RunQueue:
+    """SQL of the run queue over the shared pool."""
+
+    def __init__(self, pool: AsyncConnectionPool[Any], pod: str, lease: float) -> None:
+        self.pool = pool
+        self.pod = pod
+        self.lease = dt.timedelta(seconds=lease)
+
+    async def submit(self, *, thread_id: str, assistant_id: str, kwargs: dict[str, Any], metadata: dict[str, Any],
+                     strategy: str, run_now: bool, create: dict[str, Any] | None, thread_metadata: dict[str, Any],
+                     after_seconds: float | None = None, conn: Any = None) -> Submitted:
+        """Insert a run (and take its thread when ``run_now`` and free); NotFound/Conflict as the API answers."""
+        params = {
+            "run_id": str(uuid.uuid4()), "thread_id": thread_id, "assistant_id": assistant_id,
+            "kwargs": Jsonb(kwargs), "metadata": Jsonb(metadata), "strategy": strategy, "pod": self.pod,
+            "lease": self.lease, "run_now": run_now and after_seconds is None,
+            "thread_metadata": Jsonb(thread_metadata),
+            "create_metadata": Jsonb(create) if create is not None else None,
+            "not_before": (dt.datetime.now(dt.UTC) + dt.timedelta(seconds=after_seconds)
+                           if after_seconds is not None else None),
+        }
+        if conn is None:
+            async with self.pool.connection() as own:
+                return await self._submit(own, params, create)
+        return await self._submit(conn, params, create)
+
+    async def _submit(self, conn: Any, params: dict[str, Any], create: dict[str, Any] | None) -> Submitted:
+        row = None
+        if create is not None:
+            if params["run_now"]:
+                cur = await conn.execute(SUBMIT_NEW_THREAD_SQL, params)
+                row = await cur.fetchone()
+            else:
+                await conn.execute(CREATE_THREAD_SQL, params)
+        if row is None:
+            cur = await conn.execute(SUBMIT_SQL, params)
+            row = await cur.fetchone()
+        assert row is not None
+        if row["busy"] is None:
+            raise NotFound(f"thread {params['thread_id']} not found")
+        if row["run_id"] is None:
+            raise Conflict(f"thread {params['thread_id']} is busy", thread_id=params["thread_id"])
+        return Submitted(row, bool(row["taken"]))
+
+    async def claim(self, limit: int) -> list[dict[str, Any]]:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(CLAIM_SQL, {"limit": limit, "lease": self.lease, "pod": self.pod})
+            return list(await cur.fetchall())
+
+    async def give_up(self) -> list[str]:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(GIVE_UP_SQL, {"max": MAX_ATTEMPTS})
+            return [r["run_id"] for r in await cur.fetchall()]
+
+    async def next_due(self) -> float | None:
+        """Seconds until the next delayed run is due or a lease expires (None: nothing pending)."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(NEXT_DUE_SQL)
+            row = await cur.fetchone()
+        return None if row is None or row["wait"] is None else float(row["wait"])
+
+    async def heartbeat(self, run_id: str, attempt: int) -> tuple[bool, str | None]:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(HEARTBEAT_SQL, {"run_id": run_id, "attempt": attempt, "lease": self.lease})
+            row = await cur.fetchone()
+        return (row is not None, row["cancel_action"] if row else None)
+
+    async def resumed(self, thread_id: str, run_id: str) -> bool:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(HAS_CHECKPOINT_SQL, {"thread_id": thread_id, "run_id": run_id})
+            row = await cur.fetchone()
+        return bool(row and row["resumed"])
+
+    async def finish(self, row: dict[str, Any], outcome: Outcome, *, notify: bool) -> bool:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(FINISH_SQL, {
+                "status": outcome.run_status, "run_id": str(row["run_id"]), "attempt": row["attempt"],
+                "thread_id": row["thread_id"], "thread_status": outcome.thread_status,
+                "values": Jsonb(outcome.values) if outcome.values is not None else None,
+                "interrupts": Jsonb(outcome.interrupts),
+                "error": Jsonb(outcome.error) if outcome.error is not None else None,
+                "thread_error": Jsonb(outcome.error) if outcome.error is not None else None,
+                "notify": notify,
+            })
+            result = await cur.fetchone()
+        return bool(result and result["finished"])
+
+    async def rollback(self, row: dict[str, Any]) -> None:
+        async with self.pool.connection() as conn, conn.transaction():
+            await conn.execute(ROLLBACK_SQL, {"thread_id": row["thread_id"], "run_id": str(row["run_id"])})
+
+    async def get(self, run_id: str, thread_id: str | None = None) -> dict[str, Any]:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(GET_SQL, {"run_id": _uuid(run_id), "thread_id": thread_id})
+            row = await cur.fetchone()
+        if row is None:
+            raise NotFound(f"run {run_id} not found")
+        return dict(row)
+
+    async def of_thread(self, thread_id: str, status: str | None, limit: int, offset: int) -> list[dict[str, Any]]:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(LIST_SQL, {"thread_id": thread_id, "status": status, "limit": limit,
+                                                "offset": offset})
+            return list(await cur.fetchall())
+
+    async def status(self, run_id: str) -> str | None:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(STATUS_SQL, {"run_id": run_id})
+            row = await cur.fetchone()
+        return None if row is None else str(row["status"])
+
+    async def delete(self, thread_id: str, run_id: str) -> None:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(DELETE_SQL, {"run_id": _uuid(run_id), "thread_id": thread_id})
+            row = await cur.fetchone()
+        assert row is not None
+        if not row["found"]:
+            raise NotFound(f"run {run_id} not found")
+        if not row["deleted"]:
+            raise Conflict(f"run {run_id} is still pending or running; cancel it first")
+
+    async def cancel(self, *, action: CancelAction, run_ids: list[str] | None = None, thread_id: str | None = None,
+                     status: str | None = None, conn: Any = None) -> list[dict[str, Any]]:
+        params = {"action": action, "run_ids": [_uuid(r) for r in run_ids] if run_ids is not None else None,
+                  "thread_id": thread_id, "status": status}
+        if conn is not None:
+            cur = await conn.execute(CANCEL_SQL, params)
+            return list(await cur.fetchall())
+        async with self.pool.connection() as own, own.transaction():
+            cur = await own.execute(CANCEL_SQL, params)
+            return list(await cur.fetchall())
+
+    async def cancel_ahead(self, thread_id: str, run_id: str, action: CancelAction) -> list[dict[str, Any]]:
+        """The runs created before ``run_id`` on its thread, cancelled (multitask interrupt/rollback)."""
+        async with self.pool.connection() as conn, conn.transaction():
+            cur = await conn.execute(CANCEL_AHEAD_SQL, {"thread_id": thread_id, "run_id": run_id})
+            ahead = [r["run_id"] for r in await cur.fetchall()]
+            if not ahead:
+                return []
+            return await self.cancel(action=action, run_ids=ahead, conn=conn)
+
+    async def wake(self) -> None:
+        async with self.pool.connection() as conn:
+            await conn.execute(NOTIFY_RUNS_SQL)
+
+    async def depth(self) -> dict[str, int]:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(DEPTH_SQL)
+            return {r["status"]: int(r["n"]) for r in await cur.fetchall()}
+
+
+def _uuid(value: str) -> str:
+    """A run id from a URL: a malformed one is simply not found (never a database error)."""
+    try:
+        return str(uuid.UUID(value))
+    except (ValueError, AttributeError, TypeError):
+        raise NotFound(f"run {value} not found") from None
