@@ -24,7 +24,9 @@ from tests.support.service import ServiceProcess
 
 POOL_TIMEOUT = 3.0
 # DB_IO_TIMEOUT and DB_CONNECT_TIMEOUT stay at their defaults: the test is of what an operator gets.
-FAILOVER_ENV = {"DB_POOL_TIMEOUT": str(POOL_TIMEOUT), "RUN_LEASE_SECONDS": "3"}
+# RUN_LEASE_SECONDS at its default (30 s), longer than the outages here: runs in flight keep their
+# thread instead of being taken over by the other pod.
+FAILOVER_ENV = {"DB_POOL_TIMEOUT": str(POOL_TIMEOUT), "RUN_LEASE_SECONDS": "30"}
 # A request makes several database calls in turn; the one that meets the outage waits at most the
 # pool timeout, and the run's end is recorded (or given up) within another. The rest is margin for
 # a loaded 2-core machine. The client gives up at 30 s: a hang shows as status 0.
@@ -121,13 +123,14 @@ def check_and_report(name: str, load: Load, pods: list[ServiceProcess], figures:
           f"{figures['first_run_s']:.2f} s and both pods ready {figures['ready_s']:.2f} s after the promotion"
           + (f"; replay lag at the failover {int(figures['lag_bytes'])} bytes" if "lag_bytes" in figures else ""))
     assert failed, "the failover was not noticed at all"
+    assert load.errors_in_body == [], load.errors_in_body  # a run the database failed under is a 503
     for call in failed:  # never a hang (status 0: the client's 30 s timeout), never another 5xx
         assert call.status == 503, call
         assert call.retry_after, call
         assert call.problem.startswith("{"), call
     assert slowest < bound, [c for c in load.calls if c.seconds >= bound]
     assert figures["first_run_s"] < 30  # "within seconds": generous for a loaded machine
-    assert lost == []
+    assert lost == [], lost
     assert all(p.proc is not None and p.proc.poll() is None for p in pods)  # no pod restarted
 
 
