@@ -1,6 +1,6 @@
 """Soak: moderate conversational load for a while, with pod restarts and a database restart.
 
-    python bench/soak.py [--duration 600]
+    python bench/soak.py [--duration 600 | --minutes 30] [--failover]
 
 Two service pods over one PostgreSQL. Pod A is restarted (out of the endpoints, SIGTERM, a new
 process, ready, back in) every quarter of the run; pod B stays up the whole time, and its RSS
@@ -10,6 +10,11 @@ both pods, PostgreSQL client backends, requests answered and failed; then the ta
 * RSS growth of the long-lived pod under 10% after warm-up (the first fifth of the run);
 * PostgreSQL backends back to the warm-up baseline once the load stops and pools shrink;
 * zero lost runs: every run that was answered is in its thread's history.
+
+With ``--failover`` the database is Debian's PostgreSQL 15 as a primary with a synchronous
+streaming standby (tests/support/pgcluster.py), the pods reach it with a multi-host URL
+(``target_session_attrs=read-write``), and at 60% of the run the primary stops and the standby is
+promoted; the restart at half time restarts the primary.
 
 Exit 0 when all targets are met. CI runs a 60 s version (tests/e2e/test_soak.py).
 """
@@ -27,8 +32,10 @@ import psycopg
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from migrate.runner import Options, run
+from service.embedded import EmbeddedPostgres
 from tests.support.load import Load
 from tests.support.pg import PgServer
+from tests.support.pgcluster import Cluster
 from tests.support.service import ServiceProcess
 
 POD_ENV = {"DB_POOL_MIN_SIZE": "2", "DB_POOL_MAX_SIZE": "8", "DB_POOL_MAX_IDLE": "5", "DB_POOL_TIMEOUT": "3",
@@ -49,14 +56,29 @@ def backends(conninfo: str) -> int:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--duration", type=float, default=600.0, help="seconds of load")
+    length = parser.add_mutually_exclusive_group()
+    length.add_argument("--duration", type=float, default=None, help="seconds of load (default 600)")
+    length.add_argument("--minutes", type=float, default=None, help="minutes of load")
     parser.add_argument("--sample", type=float, default=0.0, help="seconds between samples (default duration/20)")
+    parser.add_argument("--failover", action="store_true",
+                        help="a PostgreSQL 15 primary and synchronous standby; fail over at 60%% of the run")
     args = parser.parse_args()
-    duration, sample = args.duration, args.sample or max(2.0, args.duration / 20)
+    duration = args.minutes * 60 if args.minutes is not None else (args.duration or 600.0)
+    if duration <= 0:
+        parser.error("the run must be longer than 0")
+    sample = args.sample or max(2.0, duration / 20)
 
-    server = PgServer(settings={"max_connections": "200"})
-    assert server.embedded is not None, "the soak restarts its own embedded PostgreSQL"
-    conninfo = server.create_database("soak")
+    cluster: Cluster | None = None
+    server: PgServer | None = None
+    if args.failover:
+        cluster = Cluster(synchronous=True).start()
+        conninfo = cluster.url(cluster.create_database())
+        primary: EmbeddedPostgres = cluster.primary
+    else:
+        server = PgServer(settings={"max_connections": "200"})
+        assert server.embedded is not None, "the soak restarts its own embedded PostgreSQL"
+        conninfo = server.create_database("soak")
+        primary = server.embedded
     run(Options(conninfo=conninfo))
     pod_a, pod_b = ServiceProcess(conninfo, **POD_ENV), ServiceProcess(conninfo, **POD_ENV)
     for pod in (pod_a, pod_b):
@@ -66,6 +88,7 @@ def main() -> int:
     events: list[str] = []
     restarts_at = [duration * f for f in (0.25, 0.75)]
     db_restart_at = duration * 0.5
+    failover_at = duration * 0.6 if cluster is not None else None
     started = time.monotonic()
     next_sample = 0.0
     try:
@@ -79,10 +102,17 @@ def main() -> int:
                 events.append(f"{elapsed:6.1f}s pod A restarted")
             if db_restart_at is not None and elapsed >= db_restart_at:
                 db_restart_at = None  # type: ignore[assignment]
-                server.embedded.stop("fast")
-                time.sleep(2)
-                server.embedded.start()
+                primary.stop("fast")
+                time.sleep(2)  # the fault: the database is down for 2 s
+                primary.start()
                 events.append(f"{elapsed:6.1f}s PostgreSQL restarted (2 s down)")
+            if cluster is not None and failover_at is not None and elapsed >= failover_at:
+                failover_at = None
+                cluster.stop_primary("fast")
+                time.sleep(2)  # the fault: a cluster manager takes a moment to promote
+                cluster.promote()
+                primary = cluster.standby
+                events.append(f"{elapsed:6.1f}s failover: primary stopped, standby promoted 2 s later")
             if elapsed >= next_sample:
                 next_sample += sample
                 ok = load.ok_count()
@@ -96,9 +126,13 @@ def main() -> int:
     lost = load.lost(pod_b.url)
     for pod in (pod_a, pod_b):
         pod.stop()
-    server.close()
+    if server is not None:
+        server.close()
+    if cluster is not None:
+        cluster.close()
 
-    print(f"\nsoak: {duration:.0f} s, 2 pods, 2 workers; pod A restarted twice, PostgreSQL once\n")
+    print(f"\nsoak: {duration:.0f} s, 2 pods, 2 workers; pod A restarted twice, PostgreSQL once"
+          + (", a failover to the synchronous standby" if cluster is not None else "") + "\n")
     print(f"{'t (s)':>7} {'RSS A MiB':>10} {'RSS B MiB':>10} {'backends':>9} {'answered':>9} {'failed':>7}")
     for t, a, b, n, ok, failed in rows:
         print(f"{t:7.1f} {a:10.1f} {b:10.1f} {n:9d} {ok:9d} {failed:7d}")

@@ -7,6 +7,7 @@ Exit codes (see ``migrate.runner.ExitCode``):
   3 unparsable database URL          9 --check: schema behind what this code needs
   4 database unreachable            10 a migration step failed
   5 authentication failed           11 refused: the URL is a transaction pooler (PgBouncer)
+                                    12 refused: the server is a read-only standby, not the primary
 """
 
 from __future__ import annotations

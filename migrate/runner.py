@@ -51,11 +51,14 @@ class ExitCode(enum.IntEnum):
     BEHIND = 9
     STEP_FAILED = 10
     POOLER = 11
+    STANDBY = 12
 
 
 _FAILURE_CODES = {
     db.Failure.UNREACHABLE: ExitCode.UNREACHABLE,
     db.Failure.STARTING: ExitCode.UNREACHABLE,
+    db.Failure.TOO_MANY: ExitCode.UNREACHABLE,
+    db.Failure.STANDBY: ExitCode.STANDBY,
     db.Failure.AUTHENTICATION: ExitCode.AUTHENTICATION,
     db.Failure.NO_DATABASE: ExitCode.NO_DATABASE,
     db.Failure.PRIVILEGE: ExitCode.PRIVILEGE,
@@ -199,7 +202,26 @@ def _connect(options: Options) -> psycopg.Connection[dict[str, Any]]:
         failure = db.classify(exc)
         code = _FAILURE_CODES.get(failure, ExitCode.UNREACHABLE)
         raise MigrationError(code, _explain(failure, exc, options.conninfo)) from None
+    if not (options.check or options.dry_run):
+        _refuse_standby(conn, options)
     return conn  # type: ignore[return-value]
+
+
+def _refuse_standby(conn: psycopg.Connection[Any], options: Options) -> None:
+    """A standby (in recovery) cannot take DDL: stop with exit 12 before taking any lock.
+
+    libpq lands on a standby when the URL names one, or lists several hosts without
+    ``target_session_attrs=read-write``; either way the operator fixes the URL.
+    """
+    row = conn.execute("SELECT pg_is_in_recovery() AS standby").fetchone()
+    if row is not None and row["standby"]:
+        conn.close()
+        raise MigrationError(ExitCode.STANDBY, _explain(db.Failure.STANDBY, _StandbyServer(), options.conninfo))
+
+
+class _StandbyServer(Exception):
+    def __str__(self) -> str:
+        return "pg_is_in_recovery() is true"
 
 
 def _explain(failure: db.Failure, exc: BaseException, conninfo: str) -> str:
@@ -208,6 +230,9 @@ def _explain(failure: db.Failure, exc: BaseException, conninfo: str) -> str:
     prefix = {
         db.Failure.UNREACHABLE: f"cannot reach PostgreSQL at {where}",
         db.Failure.STARTING: f"PostgreSQL at {where} is not accepting connections",
+        db.Failure.TOO_MANY: f"PostgreSQL at {where} refused the connection: max_connections reached",
+        db.Failure.STANDBY: (f"{where} is a read-only standby, not the primary: point MIGRATE_DATABASE_URL at "
+                             "the primary, or list every host with target_session_attrs=read-write"),
         db.Failure.AUTHENTICATION: f"authentication failed for {where}",
         db.Failure.NO_DATABASE: f"database does not exist: {where}",
         db.Failure.PRIVILEGE: f"missing privilege on {where} (the migration role needs CREATE on the schema)",

@@ -20,8 +20,23 @@ if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
 fi
 echo "install-tools: installing ${need[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq >/dev/null
-apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+# Another apt or dpkg process (unattended upgrades, a parallel build) may hold the package lock:
+# wait for it (up to 10 minutes) instead of failing at once. DPkg::Lock::Timeout covers dpkg's
+# lock; `apt-get update`'s lists lock is not covered on every apt version, so that is retried.
+apt=(apt-get -o DPkg::Lock::Timeout=600 -o Acquire::Retries=3)
+err="$(mktemp)"
+trap 'rm -f "$err"' EXIT
+deadline=$((SECONDS + 600))
+until "${apt[@]}" update -qq >/dev/null 2>"$err"; do
+  if grep -q "Could not get lock" "$err" && [ "$SECONDS" -lt "$deadline" ]; then
+    echo "install-tools: waiting for another apt process to release its lock" >&2
+    sleep 5
+    continue
+  fi
+  cat "$err" >&2
+  exit 1
+done
+"${apt[@]}" install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 # Debian's packages start their services; the tests start their own on free ports.
 for svc in prometheus prometheus-pushgateway postgresql pgbouncer; do
   (command -v systemctl >/dev/null && systemctl stop "$svc" 2>/dev/null) || true

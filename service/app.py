@@ -160,7 +160,7 @@ async def open_resources(settings: Settings, sources: dict[str, GraphSource] | N
             max_idle=p.max_idle, kwargs=db.pool_kwargs(pgbouncer=p.pgbouncer),
             configure=_set_statement_timeout(p.statement_timeout) if p.pgbouncer else None,
             check=db.check_if_idle, open=False, name="langgraph",
-            connection_class=db.timed_connection_class(p.io_timeout),
+            connection_class=db.timed_connection_class(p.io_timeout, check_timeout=p.connect_timeout),
         )
         await pool.open(wait=False)
         store_class = instrumentation.InstrumentedStore if settings.metrics_enabled else AsyncPostgresStore

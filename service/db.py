@@ -2,7 +2,10 @@
 
 Accepts libpq URLs (``postgresql://``, ``postgres://``), SQLAlchemy-style URLs
 (``postgresql+asyncpg://``, ``postgresql+psycopg2://``, ``postgresql+psycopg://``) and libpq
-``key=value`` strings, and turns them into one libpq conninfo that psycopg understands.
+``key=value`` strings, and turns them into one libpq conninfo that psycopg understands. Every
+form may list several hosts (``postgresql://u@db1:5432,db2:5432/app?target_session_attrs=read-write``,
+``host=db1,db2 port=5432,5432``), as high-availability clusters document: each host is tried in
+turn, ``connect_timeout`` applies to each, and ``target_session_attrs`` picks the primary.
 Whenever a URL is shown to a person it goes through :func:`redact` first.
 """
 
@@ -87,27 +90,64 @@ def normalize_url(url: str) -> str:
             )
         try:
             parts = urlsplit(url)
-            parts.port  # noqa: B018 - validates the port
         except ValueError as exc:
             raise InvalidDatabaseURL(f"cannot parse database URL {redact(url)}: {exc}") from None
+        # The netloc goes to libpq as it is: it may list several hosts (db1:5432,db2:5432), which
+        # urllib's single-host view (parts.port) cannot read.
         query = urlencode(
             [(_QUERY_RENAMES.get(k, k), v) for k, v in parse_qsl(parts.query, keep_blank_values=True)]
         )
         url = urlunsplit(("postgresql", parts.netloc, parts.path, query, parts.fragment))
     try:
-        return make_conninfo(url)
+        conninfo = make_conninfo(url)
+        params = conninfo_to_dict(conninfo)
     except psycopg.ProgrammingError as exc:
         detail = str(exc).split("\n", 1)[0]
         raise InvalidDatabaseURL(f"cannot parse database URL {redact(url)}: {detail}") from None
+    problem = _check_hosts(params)
+    if problem:
+        raise InvalidDatabaseURL(f"cannot parse database URL {redact(url)}: {problem}")
+    return conninfo
+
+
+_TARGET_SESSION_ATTRS = ("any", "read-write", "read-only", "primary", "standby", "prefer-standby")
+
+
+def _check_hosts(params: dict[str, Any]) -> str | None:
+    """What libpq would refuse only when connecting: bad ports, ports not matching the hosts."""
+    hosts = str(params.get("host") or params.get("hostaddr") or "").split(",")
+    ports = str(params.get("port") or "").split(",")
+    for port in ports:
+        if port.strip() and not (port.strip().isdigit() and 0 < int(port) < 65536):
+            return f"port {port.strip()!r} is not a number from 1 to 65535"
+    if len(ports) > 1 and len(ports) != len(hosts):
+        return f"{len(ports)} ports for {len(hosts)} hosts (give one port, or one per host)"
+    tsa = params.get("target_session_attrs")
+    if tsa is not None and str(tsa) not in _TARGET_SESSION_ATTRS:
+        return f"target_session_attrs must be one of {', '.join(_TARGET_SESSION_ATTRS)}, got {str(tsa)!r}"
+    return None
+
+
+def hosts(conninfo: str) -> list[tuple[str, str]]:
+    """The (host, port) pairs a conninfo lists, in the order libpq tries them ("" for a default)."""
+    params = conninfo_to_dict(conninfo)
+    names = str(params.get("host") or params.get("hostaddr") or "").split(",")
+    ports = str(params.get("port") or "").split(",")
+    if len(ports) == 1:
+        ports = ports * len(names)
+    return list(zip(names, ports, strict=False))
 
 
 def describe(conninfo: str) -> str:
-    """A short, password-free description (``user@host:port/dbname``) for logs."""
+    """A short, password-free description (``user@host:port[,host:port...]/dbname``) for logs."""
     params = conninfo_to_dict(conninfo)
-    host = str(params.get("host") or "localhost")
-    if host.startswith("/"):
-        host = f"[{host}]"
-    return f"{params.get('user', '')}@{host}:{params.get('port', 5432)}/{params.get('dbname', '')}"
+    where = ",".join(f"{_show_host(h)}:{p or 5432}" for h, p in hosts(conninfo))
+    return f"{params.get('user', '')}@{where}/{params.get('dbname', '')}"
+
+
+def _show_host(host: str) -> str:
+    host = host or "localhost"
+    return f"[{host}]" if host.startswith("/") or ":" in host else host
 
 
 def with_params(conninfo: str, **params: str) -> str:
@@ -116,16 +156,25 @@ def with_params(conninfo: str, **params: str) -> str:
 
 
 def to_url(conninfo: str) -> str:
-    """Render a conninfo as a postgresql:// URL (for child processes and documentation)."""
+    """Render a conninfo as a postgresql:// URL (for child processes and documentation).
+
+    Several hosts become ``host1:port1,host2:port2``; socket directories are percent-encoded.
+    """
     p = {k: str(v) for k, v in conninfo_to_dict(conninfo).items()}
+    pairs = hosts(conninfo) if p.get("host") else []
     user = quote(p.pop("user", ""), safe="")
     password = p.pop("password", None)
-    host = p.pop("host", "")
+    p.pop("host", None)
     port = p.pop("port", "")
     dbname = quote(p.pop("dbname", ""), safe="")
     auth = f"{user}:{quote(password, safe='')}@" if password is not None else (f"{user}@" if user else "")
-    netloc = auth + (quote(host, safe="") if host.startswith("/") else host) + (f":{port}" if port else "")
-    return urlunsplit(("postgresql", netloc, "/" + dbname, urlencode(p), ""))
+    if pairs:
+        where = ",".join(
+            (quote(h, safe="") if h.startswith("/") else f"[{h}]" if ":" in h else h) + (f":{pt}" if pt else "")
+            for h, pt in pairs)
+    else:
+        where = f":{port}" if port else ""
+    return urlunsplit(("postgresql", auth + where, "/" + dbname, urlencode(p), ""))
 
 
 class Failure(enum.Enum):
@@ -133,11 +182,17 @@ class Failure(enum.Enum):
 
     UNREACHABLE = "unreachable"
     STARTING = "starting"  # server starting up, shutting down, or database not accepting connections
+    TOO_MANY = "too_many_connections"  # max_connections reached (SQLSTATE 53300, "too many clients")
+    STANDBY = "standby"  # a read-only standby where a primary is needed (target_session_attrs, 25006)
     AUTHENTICATION = "authentication"
     NO_DATABASE = "no_database"
     PRIVILEGE = "privilege"
     POOLER = "pooler"  # a transaction pooler (PgBouncer) refused a session-level startup parameter
     OTHER = "other"
+
+
+# libpq's words when target_session_attrs=read-write (or primary) found no server it accepts.
+_STANDBY_MESSAGES = ("session is read-only", "server is in hot standby mode")
 
 
 def classify(exc: BaseException) -> Failure:
@@ -149,10 +204,19 @@ def classify(exc: BaseException) -> Failure:
         return Failure.AUTHENTICATION
     if sqlstate == "3D000":
         return Failure.NO_DATABASE
-    if sqlstate in ("57P03", "55000", "53300"):
+    if sqlstate == "53300":
+        return Failure.TOO_MANY
+    if sqlstate == "25006":
+        return Failure.STANDBY
+    if sqlstate in ("57P03", "55000"):
         return Failure.STARTING
     if isinstance(exc, psycopg.OperationalError):
         text = str(exc)
+        if ("too many clients" in text or "too many connections for" in text
+                or "remaining connection slots are reserved" in text):
+            return Failure.TOO_MANY
+        if any(m in text for m in _STANDBY_MESSAGES):
+            return Failure.STANDBY
         if "unsupported startup parameter" in text:
             return Failure.POOLER
         if "password authentication failed" in text or "no password supplied" in text:
@@ -173,6 +237,9 @@ def first_line(exc: BaseException) -> str:
     return re.sub(r"^(connection failed:\s*|FATAL:\s*)", "", line)
 
 
+_TRANSIENT = (Failure.UNREACHABLE, Failure.STARTING, Failure.TOO_MANY, Failure.STANDBY)
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     """How long to keep trying a first connection while a database is still starting."""
@@ -191,7 +258,9 @@ def connect(
 ) -> psycopg.Connection[object]:
     """Open one connection, retrying transient failures until ``retry.deadline_seconds``.
 
-    Authentication, missing-database and privilege errors are final and raised at once.
+    Authentication, missing-database and privilege errors are final and raised at once. A
+    full server (too many connections) and, with ``target_session_attrs``, a cluster whose
+    primary is not there yet (a failover in progress) are retried like a starting server.
     """
     started = time.monotonic()
     delay = retry.initial_delay
@@ -204,7 +273,7 @@ def connect(
             return psycopg.connect(conninfo, connect_timeout=timeout, **kwargs)  # type: ignore[arg-type]
         except psycopg.OperationalError as exc:
             failure = classify(exc)
-            if failure not in (Failure.UNREACHABLE, Failure.STARTING):
+            if failure not in _TRANSIENT:
                 raise
             remaining = retry.deadline_seconds - (time.monotonic() - started)
             if remaining <= 0:
@@ -259,7 +328,9 @@ async def check_if_idle(conn: psycopg.AsyncConnection[object]) -> None:
 
     An idle connection has nothing to read; when its socket is readable, the server closed it
     (a restart, ``pg_terminate_backend``) or sent a notice, and the full check sorts it out.
-    That costs one non-blocking poll, not a round trip.
+    That costs one non-blocking poll, not a round trip. The round trip waits at most the
+    connection class's ``check_timeout`` (a server that stopped answering must not hold a
+    checkout past the pool timeout), then the pool discards the connection and takes another.
     """
     from psycopg_pool import AsyncConnectionPool
 
@@ -267,7 +338,15 @@ async def check_if_idle(conn: psycopg.AsyncConnection[object]) -> None:
     last = _LAST_CHECKOUT.get(conn)
     _LAST_CHECKOUT[conn] = now
     if last is None or now - last > IDLE_CHECK_SECONDS or _readable(conn):
-        await AsyncConnectionPool.check_connection(conn)
+        check_timeout = getattr(conn, "check_timeout", None)
+        if isinstance(conn, TimedConnection) and check_timeout:
+            conn.io_timeout, saved = check_timeout, conn.io_timeout
+            try:
+                await AsyncConnectionPool.check_connection(conn)
+            finally:
+                conn.io_timeout = saved
+        else:
+            await AsyncConnectionPool.check_connection(conn)
 
 
 def _readable(conn: psycopg.AsyncConnection[object]) -> bool:
@@ -282,6 +361,18 @@ class DatabaseTimeout(psycopg.OperationalError):
     """The database did not answer within the client-side I/O timeout (a stalled network)."""
 
 
+class ReplicationNotConfirmed(psycopg.OperationalError):
+    """The primary committed locally but gave up waiting for its synchronous standby.
+
+    When the wait is cancelled (``pg_cancel_backend``, a cancel request), PostgreSQL ends it with a
+    WARNING and reports success: the write may be lost at a failover. It is not acknowledged.
+    """
+
+
+# SyncRepWaitForLSN's WARNING when a COMMIT stops waiting for the synchronous standby.
+_SYNC_REP_CANCELLED = "wait for synchronous replication"
+
+
 class TimedConnection(psycopg.AsyncConnection[Any]):
     """An AsyncConnection that waits at most ``io_timeout`` seconds for the server to answer.
 
@@ -290,20 +381,56 @@ class TimedConnection(psycopg.AsyncConnection[Any]):
     and commit goes through ``wait``; past ``io_timeout`` the connection is closed (its state is
     unknown, so the pool discards it) and DatabaseTimeout is raised, which the service answers
     with 503.
+
+    A COMMIT that a synchronous standby does not confirm (the standby went away or was promoted
+    while this primary still runs) waits with no server-side limit: PostgreSQL turns
+    ``statement_timeout`` off before COMMIT. ``io_timeout`` bounds it, and the write, committed on
+    this server only, is not acknowledged. When the wait is cancelled instead, the server says
+    success with a WARNING; that is raised as ReplicationNotConfirmed (503) too. Either way the
+    connection is closed, so the pool reconnects and ``target_session_attrs`` finds the primary.
     """
 
     io_timeout: float | None = None
+    check_timeout: float | None = None
+    _unconfirmed = False
+
+    @classmethod
+    async def connect(cls, conninfo: str = "", **kwargs: Any) -> Any:
+        conn = await super().connect(conninfo, **kwargs)
+        conn.add_notice_handler(_SyncRepWatch(conn))
+        return conn
 
     async def wait(self, gen: Any, interval: float = 0.1, timeout: float | None = None) -> Any:
         try:
-            return await super().wait(gen, interval=interval, timeout=timeout or self.io_timeout)
+            result = await super().wait(gen, interval=interval, timeout=timeout or self.io_timeout)
         except pg_errors._WaitTimeout:
             self.pgconn.finish()
             raise DatabaseTimeout(f"no answer from the database within {timeout or self.io_timeout:g}s") from None
+        if self._unconfirmed:
+            self._unconfirmed = False
+            self.pgconn.finish()
+            raise ReplicationNotConfirmed("the synchronous standby did not confirm the commit")
+        return result
 
 
-def timed_connection_class(io_timeout: float) -> type[TimedConnection]:
-    return type("TimedConnection", (TimedConnection,), {"io_timeout": io_timeout or None})
+class _SyncRepWatch:
+    """A notice handler that marks its connection when a synchronous replication wait was cancelled."""
+
+    __slots__ = ("_conn",)
+
+    def __init__(self, conn: TimedConnection) -> None:
+        self._conn = weakref.ref(conn)
+
+    def __call__(self, diag: pg_errors.Diagnostic) -> None:
+        if diag.severity_nonlocalized == "WARNING" and _SYNC_REP_CANCELLED in (diag.message_primary or ""):
+            conn = self._conn()
+            if conn is not None:
+                conn._unconfirmed = True
+
+
+def timed_connection_class(io_timeout: float, check_timeout: float | None = None) -> type[TimedConnection]:
+    return type("TimedConnection", (TimedConnection,), {"io_timeout": io_timeout or None,
+                                                        "check_timeout": check_timeout or None})
 
 
 def use_fast_json() -> None:

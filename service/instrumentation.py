@@ -32,7 +32,7 @@ from langgraph.store.postgres.aio import AsyncPostgresStore
 from prometheus_client.metrics import Histogram
 from psycopg_pool import AsyncConnectionPool
 
-from service import metrics
+from service import db, metrics
 from service.checkpointer import PooledPostgresSaver
 from service.pool import Pool
 from service.threads import PostgresThreadStore
@@ -197,9 +197,22 @@ class InstrumentedStore(AsyncPostgresStore):
 
 
 class InstrumentedPool(Pool):
-    """The service's Pool that times every checkout (a PoolTimeout is observed too)."""
+    """The service's Pool that times every checkout (a PoolTimeout is observed too) and counts the
+    new connections the server refused, by reason, in ``langgraph_db_connections_refused_total``.
+
+    Requests never see a refused connection: they wait for the pool and get 503 after
+    ``DB_POOL_TIMEOUT``; this counter says why the pool could not grow or reconnect.
+    """
 
     observe_wait = staticmethod(metrics.POOL_WAIT.observe)
+
+    async def _connect(self, timeout: float | None = None) -> Any:
+        try:
+            return await super()._connect(timeout)
+        except Exception as exc:
+            reason = db.classify(exc).value
+            metrics.DB_CONNECTIONS_REFUSED.labels(reason if reason in metrics.CONNECT_FAILURES else "other").inc()
+            raise
 
 
 def sample_pool(pool: AsyncConnectionPool[Any]) -> None:

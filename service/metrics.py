@@ -29,6 +29,8 @@ OUTCOMES = ("ok", "error")
 DB_ERRORS = ("deadlock", "lock_timeout", "statement_timeout", "serialization", "connection", "pool_timeout",
              "other")
 POOL_STATES = ("size", "idle", "in_use", "waiting", "max")
+# Why the server (or the way to it) refused a new pool connection: service.db.Failure's values.
+CONNECT_FAILURES = ("too_many_connections", "standby", "starting", "unreachable", "authentication", "other")
 SCHEMA_COMPONENTS = ("checkpointer", "store", "app")
 
 # -- runs (fed by service/runs.py) -------------------------------------------------------------------
@@ -101,6 +103,12 @@ POOL_CONNECTIONS = Gauge(
     "Connection pool: connections open (size), idle, in use, the maximum, and requests waiting for one.",
     ["state"], multiprocess_mode="livesum",
 )
+DB_CONNECTIONS_REFUSED = Counter(
+    "langgraph_db_connections_refused",
+    "New pool connections that failed, by reason (too_many_connections: max_connections reached, SQLSTATE 53300; "
+    "standby: no host of the URL accepted writes).",
+    ["reason"],
+)
 POOL_WAIT = Histogram(
     "langgraph_db_pool_wait_seconds", "Time to get a connection from the pool (health check included).",
     buckets=(0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
@@ -161,6 +169,8 @@ def precreate(graph_ids: Iterable[str]) -> None:
             CHECKPOINT_ERRORS.labels(operation, error)
     for state in POOL_STATES:
         POOL_CONNECTIONS.labels(state)
+    for reason in CONNECT_FAILURES:
+        DB_CONNECTIONS_REFUSED.labels(reason)
     for queue_status in QUEUE_STATUSES:
         RUN_QUEUE_DEPTH.labels(queue_status)
     for action in CANCEL_ACTIONS:

@@ -8,7 +8,8 @@ checkpoint history is cut down to the latest checkpoint. Without the flags, ``ch
 of langgraph.json (``LANGGRAPH_CONFIG``) gives them: ``default_ttl`` (minutes) and ``strategy``.
 
 Exit 0 on success; otherwise one line on stderr and a non-zero code (2 bad arguments or
-settings, 4 database unreachable, 1 anything else).
+settings, 4 database unreachable, 5 the server is a read-only standby, 1 anything else).
+``DATABASE_URL`` takes every form libpq does, several hosts with ``target_session_attrs`` too.
 """
 
 from __future__ import annotations
@@ -36,6 +37,10 @@ from service.thread_storage import prune_idle
 log = service_logging.get_logger("service.prune")
 
 
+class StandbyServer(Exception):
+    """The database is in recovery (a standby): nothing can be deleted there."""
+
+
 async def prune(conninfo: str, older_than_days: float, strategy: str, batch: int) -> int:
     cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(days=older_than_days)
     pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
@@ -43,6 +48,13 @@ async def prune(conninfo: str, older_than_days: float, strategy: str, batch: int
         min_size=1, max_size=2, open=False, kwargs={"autocommit": True, "row_factory": dict_row})
     await pool.open(wait=True, timeout=30)
     saver = PooledPostgresSaver(pool)
+    async with pool.connection() as conn:
+        cur = await conn.execute("SELECT pg_is_in_recovery() AS standby")
+        row = await cur.fetchone()
+    if row is not None and row["standby"]:
+        await pool.close()
+        raise StandbyServer(f"{db.describe(conninfo)} is a read-only standby, not the primary: point "
+                            "DATABASE_URL at the primary, or list every host with target_session_attrs=read-write")
     try:
         return await prune_idle(pool, saver, cutoff, strategy, batch)
     finally:
@@ -93,11 +105,16 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     try:
         count = asyncio.run(prune(database.conninfo, args.older_than_days, args.strategy, args.batch_size))
+    except StandbyServer as exc:
+        print(f"prune: error: standby: {exc}", file=sys.stderr)
+        return 5
     except (psycopg.Error, OSError, TimeoutError) as exc:
         failure = db.classify(exc) if isinstance(exc, psycopg.Error) else db.Failure.UNREACHABLE
         print(f"prune: error: {failure.value}: {db.first_line(exc)} ({db.describe(database.conninfo)})",
               file=sys.stderr)
-        return 4 if failure in (db.Failure.UNREACHABLE, db.Failure.STARTING) else 1
+        if failure is db.Failure.STANDBY:
+            return 5
+        return 4 if failure in (db.Failure.UNREACHABLE, db.Failure.STARTING, db.Failure.TOO_MANY) else 1
     except Exception as exc:  # psycopg_pool.PoolTimeout and friends: one line, no traceback
         print(f"prune: error: {type(exc).__name__}: {db.first_line(exc)}", file=sys.stderr)
         return 4 if "pool" in type(exc).__name__.lower() else 1

@@ -121,8 +121,11 @@ class PoolSettings:
     max_lifetime: float = 1800.0
     max_idle: float = 300.0
     connect_timeout: float = 5.0
-    statement_timeout: float = 30.0
-    io_timeout: float = 35.0
+    # Every request should be answered before a client gives up (30 s is common): a statement,
+    # and a COMMIT waiting for a synchronous standby (PostgreSQL turns statement_timeout off during
+    # COMMIT), get at most io_timeout, statement_timeout + 5 s unless set.
+    statement_timeout: float = 10.0
+    io_timeout: float = 15.0
     pgbouncer: bool = False
 
     @classmethod

@@ -195,9 +195,14 @@ async def _run(graph: Any, config: dict[str, Any], body: RunCreate, target: RunT
     return Outcome("success", "idle", json_values)
 
 
+# The stored error message of a run the database failed under (not the graph); a runs/wait that
+# reads the outcome back from the row (the run ran on another pod) answers 503 for it too.
+UNAVAILABLE_MESSAGE = "the database became unavailable during the run"
+
+
 def failure(exc: BaseException, unavailable: bool) -> Outcome:
     message = str(exc).splitlines()[0][:500] if str(exc) else type(exc).__name__
     if unavailable:
-        message = "the database became unavailable during the run"
+        message = UNAVAILABLE_MESSAGE
     return Outcome("error", "error", None, error={"error": type(exc).__name__, "message": message},
                    unavailable=unavailable)

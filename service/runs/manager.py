@@ -26,7 +26,7 @@ from service.errors import Conflict, NotFound, Unprocessable
 from service.graphs import GraphEntry
 from service.logging import get_logger
 from service.runs.events import Event, EventLog
-from service.runs.execution import Outcome, RunCreate, encode_kwargs, requested_modes
+from service.runs.execution import UNAVAILABLE_MESSAGE, Outcome, RunCreate, encode_kwargs, requested_modes
 from service.runs.notify import Notifier
 from service.runs.queue import (
     CANCEL_AHEAD_SQL,
@@ -230,7 +230,8 @@ class QueueRunManager:
         status = row["status"] if row is not None else "interrupted"
         if status == "error":
             error = (row or {}).get("error") or {"error": "Error", "message": "run failed"}
-            return Outcome("error", "error", None, error=error)
+            return Outcome("error", "error", None, error=error,
+                           unavailable=error.get("message") == UNAVAILABLE_MESSAGE)
         interrupts = thread.get("interrupts") or {}
         interrupt_list = [i for group in interrupts.values() for i in (group or [])]
         final: RunStatus = "success" if status == "success" else "interrupted"

@@ -24,7 +24,7 @@ class TestConfigMap:
             "DB_POOL_MAX_SIZE": "16",
             "DB_POOL_TIMEOUT": "5",
             "DB_POOL_MAX_LIFETIME": "1800",
-            "DB_STATEMENT_TIMEOUT": "30",
+            "DB_STATEMENT_TIMEOUT": "10",
             "GRAPHS": '{"support":"service.graphs.support:graph"}',
             "N_JOBS_PER_WORKER": "10",
             "MAX_BODY_BYTES": "1048576",

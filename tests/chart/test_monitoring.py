@@ -18,6 +18,9 @@ SERVICE_METRICS = {
     "langgraph_runs_in_progress", "langgraph_thread_lock_wait_seconds", "langgraph_schema_version",
     "langgraph_schema_required_version", "langgraph_ready", "langgraph_build_info",
     "litestar_requests_total", "litestar_request_duration_seconds",
+    # the run queue (issue 10)
+    "langgraph_run_queue_runs", "langgraph_run_queue_wait_seconds", "langgraph_runs_taken_over_total",
+    "langgraph_runs_abandoned_total", "langgraph_runs_cancelled_total",
 }
 MIGRATION_METRICS = {
     "langgraph_migration_duration_seconds", "langgraph_migration_lock_wait_seconds",
@@ -25,7 +28,7 @@ MIGRATION_METRICS = {
 }
 HISTOGRAMS = {"langgraph_checkpoint_operation_duration_seconds", "langgraph_db_pool_wait_seconds",
               "langgraph_run_duration_seconds", "langgraph_thread_lock_wait_seconds",
-              "litestar_request_duration_seconds"}
+              "litestar_request_duration_seconds", "langgraph_run_queue_wait_seconds"}
 ALERTS_FILE = CHART_DIR / "files" / "alerts.rules.yaml"
 
 
@@ -110,7 +113,8 @@ class TestPrometheusRule:
     def test_should_alert_on_each_condition_of_the_issue(self) -> None:
         alerts = {r["alert"]: r for g in self.rule()["spec"]["groups"] for r in g["rules"]}
         assert {"LangGraphMigrationLockTimeout", "LangGraphCheckpointLatencyHigh", "LangGraphDeadlocks",
-                "LangGraphPoolWaiting", "LangGraphPodsNotReadySchemaBehind"} <= alerts.keys()
+                "LangGraphPoolWaiting", "LangGraphPodsNotReadySchemaBehind",
+                "LangGraphRunQueueBacklog"} <= alerts.keys()
         for alert in alerts.values():
             assert alert["labels"]["severity"] in {"warning", "critical"}
             assert alert["annotations"]["summary"].endswith(".")

@@ -175,16 +175,20 @@ class TestOperations:
             lines = [json.loads(line) for line in pod[0].logs().splitlines() if line.startswith("{")]
             return [e for e in lines if e["event"] == event and e.get("thread_id") == thread_id]
 
-        # The request line is written once the response is sent, so it may trail the client a little.
-        deadline = time.monotonic() + 5
-        while not logged("request") and time.monotonic() < deadline:
+        def run_request_logged() -> bool:
+            return any(e["route"] == "/threads/{thread_id:str}/runs/wait" and e["status"] == 200
+                       for e in logged("request"))
+
+        # The request line is written once the response is sent, so it may trail the client; wait
+        # for that line itself (the thread's other request lines come earlier).
+        deadline = time.monotonic() + 60
+        while not run_request_logged():
+            assert time.monotonic() < deadline, "no request line for runs/wait within 60 s"
             time.sleep(0.05)
         lines = [json.loads(line) for line in pod[0].logs().splitlines() if line.startswith("{")]
         assert lines and all("timestamp" in e and "level" in e for e in lines)
         finished = logged("run_finished")
         assert finished and finished[0]["graph"] == "support" and finished[0]["run_id"] and finished[0]["request_id"]
-        requests = logged("request")
-        assert any(e["route"] == "/threads/{thread_id:str}/runs/wait" and e["status"] == 200 for e in requests)
         assert any(e.get("logger", "").startswith("uvicorn") for e in lines)  # uvicorn goes through structlog too
 
     def test_should_be_ready_on_a_newer_schema(self, pod: tuple[ServiceProcess, str]) -> None:

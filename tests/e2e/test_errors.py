@@ -120,7 +120,10 @@ class TestDatabaseTrouble:
             held: list[httpx.Response] = []
             t = threading.Thread(target=lambda: held.append(httpx.get(f"{p.url}/threads/{thread_id}", timeout=10)))
             t.start()
-            time.sleep(0.5)  # the only pooled connection now waits for the table lock
+            deadline = time.monotonic() + 60
+            while not _waits_for_a_lock(migrated_db):  # the only pooled connection waits for the table lock
+                assert time.monotonic() < deadline, "the pooled connection never waited for the lock"
+                time.sleep(0.05)
             response = httpx.get(f"{p.url}/threads/{thread_id}", timeout=10)
             blocker.rollback()
             blocker.close()
@@ -128,3 +131,10 @@ class TestDatabaseTrouble:
             assert_problem(response, 503, "no database connection")
             assert response.headers["retry-after"]
             assert held[0].status_code == 200
+
+
+def _waits_for_a_lock(conninfo: str) -> bool:
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        row = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                           "AND wait_event_type = 'Lock' AND application_name LIKE 'langgraph-service:%'").fetchone()
+    return bool(row and row[0])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -52,6 +52,20 @@ def report(fault: str, load: Load, lost: list[str], detail: str) -> None:
           f"{sum(len(v) for v in load.acknowledged.values())}, lost {len(lost)}; {detail}")
 
 
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"{what}: not within {timeout}s"
+        time.sleep(0.05)
+
+
+def ready_status(pod: ServiceProcess) -> int:
+    try:
+        return httpx.get(pod.url + "/ready", timeout=10).status_code
+    except httpx.HTTPError:
+        return 0
+
+
 def wait_ready(pods: list[ServiceProcess], timeout: float) -> float:
     started = time.monotonic()
     for p in pods:
@@ -67,19 +81,22 @@ class TestDatabaseRestart:
             pytest.skip("needs the embedded server, which the test restarts")
         load = Load([p.url for p in pods]).start()
         try:
-            time.sleep(2)
+            wait_until(lambda: load.ok_count() > 5, "load warmed up")
             before = load.ok_count()
             pg_server.embedded.stop("fast")
-            time.sleep(3)
-            during = [httpx.get(p.url + "/ready", timeout=10) for p in pods]
+            stopped_at = len(load.calls)
+            # Down until both pods say so and the load has met the outage.
+            wait_until(lambda: all(ready_status(p) == 503 for p in pods), "pods notice the database is down")
+            wait_until(lambda: any(c.status >= 400 or c.status == 0 for c in load.calls[stopped_at:]),
+                       "a request meets the outage")
             pg_server.embedded.start()
-            recovered_in = wait_ready(pods, timeout=30)
+            recovered_in = wait_ready(pods, timeout=60)
             after_restart = len(load.calls)
-            time.sleep(3)
+            wait_until(lambda: sum(1 for c in load.calls[after_restart:] if 0 < c.status < 400) > 5,
+                       "serving again after the restart")
         finally:
             load.stop()
         assert before > 5
-        assert all(r.status_code == 503 for r in during)
         assert load.failed(), "the outage was not noticed at all"
         assert_only_unavailable(load, bound=2 + 3 + 5)
         assert load.ok_count() > before + 5 and any(0 < c.status < 400 for c in load.calls[after_restart:])
@@ -96,14 +113,15 @@ class TestKilledConnections:
     ) -> None:
         load = Load([p.url for p in pods]).start()
         try:
-            time.sleep(2)
+            wait_until(lambda: load.ok_count() > 5, "load warmed up")
             with psycopg.connect(migrated_db, autocommit=True) as conn:
                 killed = conn.execute(
                     "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
                     "WHERE datname = current_database() AND application_name LIKE 'langgraph-service:%'"
                 ).fetchone()
             mark = len(load.calls)
-            time.sleep(3)
+            wait_until(lambda: sum(1 for c in load.calls[mark:] if 0 < c.status < 400) > 5,
+                       "serving on new connections")
         finally:
             load.stop()
         assert killed is not None and killed[0] >= 2
@@ -127,15 +145,17 @@ class TestStalledNetwork:
                     p.wait_for("/ready")
                 load = Load([p.url for p in pods]).start()
                 try:
-                    time.sleep(2)
+                    wait_until(lambda: load.ok_count() > 5, "load warmed up")
                     before = load.ok_count()
                     proxy.stall()  # packets stop flowing; no connection is closed
                     stalled_at = len(load.calls)
                     time.sleep(6)
                     ready = [httpx.get(p.url + "/ready", timeout=30).status_code for p in pods]
                     proxy.resume()
-                    recovered_in = wait_ready(pods, timeout=30)
-                    time.sleep(2)
+                    recovered_in = wait_ready(pods, timeout=60)
+                    resumed = len(load.calls)
+                    wait_until(lambda: sum(1 for c in load.calls[resumed:] if 0 < c.status < 400) >= 10,
+                               "serving after the stall")
                 finally:
                     load.stop()
                 during = load.calls[stalled_at:]
@@ -185,14 +205,15 @@ class TestMigrationUnderTraffic:
         reader = threading.Thread(target=self._long_reader, args=(migrated_db, 6, started))
         load = Load([p.url for p in pods]).start()
         try:
-            time.sleep(1)
+            wait_until(lambda: load.ok_count() >= 3, "load warmed up")
             reader.start()
             started.wait(10)
             t0 = time.monotonic()
             report = run(Options(conninfo=migrated_db, ddl_lock_timeout=ddl_lock_timeout, ddl_retries=30,
                                  components=schema.COMPONENTS))  # as patched by _with_extra_step
             took = time.monotonic() - t0
-            time.sleep(1)
+            landed = load.ok_count()
+            wait_until(lambda: load.ok_count() >= landed + 3, "serving after the migration")
         finally:
             load.stop()
             reader.join()

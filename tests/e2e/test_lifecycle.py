@@ -11,7 +11,6 @@ from typing import Any
 
 import httpx
 import psycopg
-import pytest
 from langgraph_sdk import get_sync_client
 
 from tests.support.pg import ADMIN_PASSWORD
@@ -85,11 +84,19 @@ class TestDrain:
 
         t = threading.Thread(target=run)
         t.start()
-        time.sleep(0.8)
+        deadline = time.monotonic() + 60
+        while client.threads.get(thread_id)["status"] != "busy":  # the run is in flight
+            assert time.monotonic() < deadline, "the run never started"
+            time.sleep(0.05)
         pod.signal(signal.SIGTERM)
-        time.sleep(0.2)
-        with pytest.raises(httpx.HTTPError):  # /ready fails at once: the listener is closed
-            httpx.get(pod.url + "/ready", timeout=1).raise_for_status()
+        deadline = time.monotonic() + 30
+        while True:  # /ready fails once the signal is handled: the listener is closed
+            try:
+                httpx.get(pod.url + "/ready", timeout=1).raise_for_status()
+            except httpx.HTTPError:
+                break
+            assert time.monotonic() < deadline, "/ready still answers after SIGTERM"
+            time.sleep(0.05)
         t.join()
         code = pod.stop()
 

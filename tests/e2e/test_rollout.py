@@ -54,6 +54,13 @@ class Traffic:
     _stop: threading.Event = field(default_factory=threading.Event)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
+    def wait_sent(self, count: int, timeout: float = 120) -> None:
+        """Until ``count`` requests have been sent (and none failed: a failure ends the wait)."""
+        deadline = time.monotonic() + timeout
+        while self.sent < count and not self.failures:
+            assert time.monotonic() < deadline, f"{self.sent} of {count} requests sent in {timeout} s"
+            time.sleep(0.05)
+
     def request(self, method: str, path: str, body: Any = None) -> Any:
         url = self.service.endpoint()
         with self._lock:
@@ -138,7 +145,7 @@ class TestRollout:
         first, service, deployment = install(fresh_db)
         try:
             with Traffic.running(service) as traffic:
-                time.sleep(3)
+                traffic.wait_sent(30)
                 # helm upgrade: the pre-upgrade hook runs the migration before the Deployment changes.
                 second = render(chart_values(fresh_db, 2), upgrade=True)
                 (hook,) = second.hook_jobs("pre-upgrade")
@@ -147,7 +154,7 @@ class TestRollout:
                 assert summary(result.stdout)["outcome"] == "current"
                 codes = deployment.rolling_update(second, 2)
                 assert all(c in (0, -15) for c in codes), codes
-                time.sleep(2)
+                traffic.wait_sent(traffic.sent + 20)  # traffic on the new pods
 
                 # A later release migrated the schema further; then the operator rolls back to
                 # revision 1, whose pods must serve against the newer schema (no hook runs).
@@ -157,7 +164,7 @@ class TestRollout:
                 assert not first.hook_jobs("pre-rollback")
                 codes = deployment.rolling_update(first, 3)
                 assert all(c in (0, -15) for c in codes), codes
-                time.sleep(2)
+                traffic.wait_sent(traffic.sent + 20)
 
             assert traffic.failures == [], traffic.failures[:5]
             assert traffic.sent > 50, traffic.sent
@@ -181,7 +188,7 @@ class TestRollout:
         _, service, deployment = install(fresh_db, pre_stop=0)
         try:
             with Traffic.running(service) as traffic:
-                time.sleep(1)
+                traffic.wait_sent(10)
                 deployment.rolling_update(render(chart_values(fresh_db, 2, pre_stop=0), upgrade=True), 2)
             assert traffic.failures, f"{traffic.sent} requests and none failed without a preStop sleep"
             assert any("ConnectError" in f for f in traffic.failures), traffic.failures[:3]
@@ -203,8 +210,9 @@ class TestRollout:
         deployment = Deployment(service)
         pod = deployment._new_pod(manifests, 1)  # no hook has run: the schema is missing
         try:
-            time.sleep(3)
-            assert pod.started and not pod.ready
+            pod.wait_started(120)  # the startup probe (/ok) passed ...
+            assert httpx.get(pod.url + "/ready", timeout=10).status_code == 503  # ... readiness cannot
+            assert not pod.ready
             with psycopg.connect(fresh_db) as conn:
                 tables = conn.execute("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'").fetchone()
             assert tables == (0,)

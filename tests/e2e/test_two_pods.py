@@ -103,10 +103,14 @@ class TestSharedThreads:
 
         t = threading.Thread(target=doomed)
         t.start()
-        deadline = time.monotonic() + 10
-        while b.threads.get(thread_id)["status"] != "busy" and time.monotonic() < deadline:
+        def in_the_slow_node() -> bool:  # busy, and the checkpoint before the 20 s node is written
+            messages = b.threads.get_state(thread_id)["values"].get("messages") or [{}]
+            return b.threads.get(thread_id)["status"] == "busy" and messages[-1].get("content") == "two"
+
+        deadline = time.monotonic() + 60
+        while not in_the_slow_node():
+            assert time.monotonic() < deadline, "the run never reached its slow node"
             time.sleep(0.05)
-        time.sleep(0.3)  # inside the 20 s node now, after its first checkpoint
         a_proc.signal(signal.SIGKILL)
         t.join()
 

@@ -239,21 +239,35 @@ class TestDdlLockTimeout:
             conn.execute("DELETE FROM langgraph_service_migrations WHERE v >= 1")
 
     @staticmethod
-    def _hold_table_lock(conninfo: str, seconds: float, locked: threading.Event) -> None:
+    def _hold_table_lock(conninfo: str, release: threading.Event, locked: threading.Event) -> None:
         with psycopg.connect(conninfo) as conn:
             conn.execute("LOCK TABLE threads IN SHARE UPDATE EXCLUSIVE MODE")
             locked.set()
-            time.sleep(seconds)
+            release.wait(120)
 
     def test_should_retry_ddl_that_hits_lock_timeout_and_finish(self, fresh_db: str) -> None:
         assert run_migrate(fresh_db).returncode == 0
         self._make_app_indexes_pending(fresh_db)
-        locked = threading.Event()
-        holder = threading.Thread(target=self._hold_table_lock, args=(fresh_db, 1.5, locked))
+        locked, release = threading.Event(), threading.Event()
+        holder = threading.Thread(target=self._hold_table_lock, args=(fresh_db, release, locked))
         holder.start()
-        locked.wait(10)
-        result = run_migrate(fresh_db, "--ddl-lock-timeout", "0.2")
-        holder.join()
+        assert locked.wait(60)
+        # The lock is held until the job has hit lock_timeout once (its retry line), however long
+        # the interpreter took to start; then the next attempt gets through.
+        proc = subprocess.Popen(migrate_cmd("--ddl-lock-timeout", "0.2"), env=python_env(MIGRATE_DATABASE_URL=fresh_db),
+                                cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        out: list[str] = []
+        try:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                out.append(line)
+                if "migration_step_retry" in line:
+                    break
+        finally:
+            release.set()
+            holder.join()
+        rest, err = proc.communicate(timeout=120)
+        result = Finished(proc.returncode, "".join(out) + rest, err)
 
         assert result.returncode == 0, result
         finished = summary(result)
@@ -264,12 +278,15 @@ class TestDdlLockTimeout:
     def test_should_fail_cleanly_when_retries_run_out(self, fresh_db: str) -> None:
         assert run_migrate(fresh_db).returncode == 0
         self._make_app_indexes_pending(fresh_db)
-        locked = threading.Event()
-        holder = threading.Thread(target=self._hold_table_lock, args=(fresh_db, 3, locked))
+        locked, release = threading.Event(), threading.Event()
+        holder = threading.Thread(target=self._hold_table_lock, args=(fresh_db, release, locked))
         holder.start()
-        locked.wait(10)
-        result = run_migrate(fresh_db, "--ddl-lock-timeout", "0.2", "--ddl-retries", "1")
-        holder.join()
+        assert locked.wait(60)
+        try:  # held until the job has given up, however slowly it starts
+            result = run_migrate(fresh_db, "--ddl-lock-timeout", "0.2", "--ddl-retries", "1", timeout=120)
+        finally:
+            release.set()
+            holder.join()
 
         line = assert_clean_failure(result, ExitCode.STEP_FAILED)
         assert "app:v1" in line and "lock timeout" in line

@@ -44,7 +44,8 @@ class TestQueue:
             callers = []
             for i in range(6):
                 callers.append(asyncio.create_task(caller(i)))
-                await asyncio.sleep(0.01)  # arrive one after the other
+                while pool.get_stats()["requests_waiting"] < i + 1:  # queued before the next arrives
+                    await asyncio.sleep(0.001)
             assert pool.get_stats()["requests_waiting"] == 6
             for conn in held:
                 await pool.putconn(conn)

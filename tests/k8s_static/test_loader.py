@@ -13,7 +13,9 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -34,6 +36,17 @@ def lines(output: str) -> list[dict[str, object]]:
     return [json.loads(line) for line in output.splitlines() if line.startswith("{")]
 
 
+def read_until(loader: subprocess.Popen[str], done: Callable[[dict[str, Any]], bool]) -> str:
+    """Read the loader's progress lines (one per conversation) until one satisfies ``done``."""
+    assert loader.stdout is not None
+    seen = []
+    for line in loader.stdout:
+        seen.append(line)
+        if line.startswith("{") and done(json.loads(line)):
+            return "".join(seen)
+    raise AssertionError(f"the loader ended first: {''.join(seen)[-2000:]}")
+
+
 def service(conninfo: str) -> ServiceProcess:
     pythonpath = f"{ROOT}{os.pathsep}{K8S_TESTS / 'graphs'}"
     return ServiceProcess(conninfo, GRAPHS=GRAPHS, PYTHONPATH=pythonpath)
@@ -42,9 +55,10 @@ def service(conninfo: str) -> ServiceProcess:
 def test_loader_should_hold_conversations_and_stop_on_its_stop_file(migrated_db: str, tmp_path: Path) -> None:
     with service(migrated_db) as svc:
         loader = start_loader(svc.url, tmp_path / "stop")
-        time.sleep(3)
+        head = read_until(loader, lambda p: int(p["conversations"]) >= 2)
         (tmp_path / "stop").touch()
         out, err = loader.communicate(timeout=60)
+        out = head + out
     assert loader.returncode == 0, err
     summary = lines(out)[-1]
     assert summary["event"] == "summary"
@@ -56,11 +70,12 @@ def test_loader_should_hold_conversations_and_stop_on_its_stop_file(migrated_db:
 def test_loader_should_count_failures_when_the_service_is_gone(migrated_db: str, tmp_path: Path) -> None:
     svc = service(migrated_db).start()
     loader = start_loader(svc.url, tmp_path / "stop")
-    time.sleep(2)
+    head = read_until(loader, lambda p: int(p["conversations"]) >= 1)
     svc.stop()
-    time.sleep(1)
+    head += read_until(loader, lambda p: int(p["failed_requests"]) >= 1)
     (tmp_path / "stop").touch()
     out, err = loader.communicate(timeout=60)
+    out = head + out
     assert loader.returncode == 0, err
     summary = lines(out)[-1]
     assert summary["conversations"] >= 1

@@ -114,9 +114,11 @@ def _traffic(pods: dict[str, ServiceProcess]) -> None:
         thread = client.post(a + "/threads", json={}).json()["thread_id"]
         slow = {"assistant_id": "slow", "input": {"delay": 1.0}}
         first = pool.submit(_run, client, a, slow, thread)
-        time.sleep(0.3)
+        deadline = time.monotonic() + 60
+        while client.get(f"{a}/threads/{thread}").json()["status"] != "busy":  # the first run holds it
+            assert time.monotonic() < deadline, "the first run never took its thread"
+            time.sleep(0.02)
         second = pool.submit(_run, client, b, {**slow, "input": {"delay": 0.1}}, thread)
-        time.sleep(0.2)
         assert _run(client, a, {**slow, "multitask_strategy": "reject"}, thread) == 409
         assert (first.result(), second.result()) == (200, 200)
         assert client.get(f"{b}/threads/{thread}/history").status_code == 200

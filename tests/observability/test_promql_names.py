@@ -92,7 +92,8 @@ def test_should_use_only_exported_metric_names(exported: set[str]) -> None:
 def test_should_export_every_metric_of_the_issue(exported: set[str]) -> None:
     for name in ("langgraph_checkpoint_operation_duration_seconds_bucket", "langgraph_checkpoint_errors_total",
                  "langgraph_db_lock_timeouts_total", "langgraph_db_deadlocks_total", "langgraph_db_pool_connections",
-                 "langgraph_db_pool_wait_seconds_bucket", "langgraph_runs_total",
+                 "langgraph_db_pool_wait_seconds_bucket", "langgraph_db_connections_refused_total",
+                 "langgraph_runs_total",
                  "langgraph_run_duration_seconds_bucket",
                  "langgraph_runs_in_progress", "langgraph_thread_lock_wait_seconds_bucket", "langgraph_schema_version",
                  "langgraph_schema_required_version", "langgraph_ready", "langgraph_build_info",

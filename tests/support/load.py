@@ -36,6 +36,8 @@ class Load:
     max_conversations: int = 300
     calls: list[Call] = field(default_factory=list)
     acknowledged: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+    # 200 answers of runs/wait without the run's result (``{"__error__": ...}``), not acknowledged.
+    errors_in_body: list[str] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _threads: list[threading.Thread] = field(default_factory=list)
@@ -68,8 +70,16 @@ class Load:
             self.acknowledged.setdefault(thread_id, []).append((question, answer))
 
     def _ask(self, thread_id: str, question: str) -> dict[str, Any] | None:
-        return self._request("POST", f"/threads/{thread_id}/runs/wait", {
-            "assistant_id": "support", "input": {"messages": [{"role": "user", "content": question}]}})  # type: ignore[no-any-return]
+        return self._answer(self._request("POST", f"/threads/{thread_id}/runs/wait", {
+            "assistant_id": "support", "input": {"messages": [{"role": "user", "content": question}]}}))
+
+    def _answer(self, body: Any) -> dict[str, Any] | None:
+        """A runs/wait body with messages, else None: a 200 carrying ``__error__`` is not an answer."""
+        if body is None or "messages" in body:
+            return body  # type: ignore[no-any-return]
+        with self._lock:
+            self.errors_in_body.append(str(body)[:300])
+        return None
 
     def conversation(self, n: int) -> None:
         created = self._request("POST", "/threads", {"graph_id": "support", "metadata": {"load": n}})
@@ -87,7 +97,8 @@ class Load:
             return
         if self._request("POST", f"/threads/{thread_id}/state", {"values": {"approved_reply": APPROVED}}) is None:
             return
-        resumed = self._request("POST", f"/threads/{thread_id}/runs/wait", {"assistant_id": "support", "input": None})
+        resumed = self._answer(self._request("POST", f"/threads/{thread_id}/runs/wait",
+                                             {"assistant_id": "support", "input": None}))
         if resumed is not None:
             self._ack(thread_id, regulated, resumed["messages"][-1]["content"])
 
@@ -119,7 +130,11 @@ class Load:
         """Acknowledged runs missing from their thread's history (should be empty)."""
         missing = []
         for thread_id, pairs in self.acknowledged.items():
-            state = httpx.get(f"{url}/threads/{thread_id}/state", timeout=10).json()
+            response = httpx.get(f"{url}/threads/{thread_id}/state", timeout=10)
+            if response.status_code == 404:  # the whole thread is gone
+                missing.extend(f"{thread_id}: question {question!r}" for question, _ in pairs)
+                continue
+            state = response.json()
             messages = [(m["type"], m["content"]) for m in state["values"].get("messages", [])]
             position = 0
             for question, answer in pairs:

@@ -215,6 +215,15 @@ class Pod:
                     self.events.append("not ready")
             self._stop.wait(readiness.period)
 
+    def wait_started(self, timeout: float = 60) -> None:
+        """Until the startup probe has passed (``started``)."""
+        deadline = time.monotonic() + timeout
+        while not self.started:
+            assert self.proc is not None
+            if self.proc.poll() is not None or time.monotonic() > deadline or "startup probe failed" in self.events:
+                raise AssertionError(f"{self.name} never started: {self.events}\n{self.logs()[-2000:]}")
+            time.sleep(0.05)
+
     def wait_ready(self, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
         while not self.ready:

@@ -189,6 +189,7 @@ Checks of value combinations the schema cannot express; rendered (as nothing) by
 that depends on them, so `helm template` fails with one clear line.
 */}}
 {{- define "langgraph-pg.validate" -}}
+{{- include "langgraph-pg.checkConnectionBudget" . }}
 {{- if not .Values.database.existingSecret }}
 {{- if not .Values.database.url }}
 {{- fail "database.url is empty: set it, or set database.existingSecret to a Secret with the keys database-url and migrate-database-url" }}
