@@ -21,6 +21,7 @@ SERVICE_METRICS = {
     # the run queue (issue 10)
     "langgraph_run_queue_runs", "langgraph_run_queue_wait_seconds", "langgraph_runs_taken_over_total",
     "langgraph_runs_abandoned_total", "langgraph_runs_cancelled_total",
+    "langgraph_cron_firings_total", "langgraph_cron_firing_delay_seconds", "langgraph_webhooks_total",
 }
 MIGRATION_METRICS = {
     "langgraph_migration_duration_seconds", "langgraph_migration_lock_wait_seconds",
@@ -28,7 +29,8 @@ MIGRATION_METRICS = {
 }
 HISTOGRAMS = {"langgraph_checkpoint_operation_duration_seconds", "langgraph_db_pool_wait_seconds",
               "langgraph_run_duration_seconds", "langgraph_thread_lock_wait_seconds",
-              "litestar_request_duration_seconds", "langgraph_run_queue_wait_seconds"}
+              "litestar_request_duration_seconds", "langgraph_run_queue_wait_seconds",
+              "langgraph_cron_firing_delay_seconds"}
 ALERTS_FILE = CHART_DIR / "files" / "alerts.rules.yaml"
 
 

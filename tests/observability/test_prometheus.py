@@ -6,8 +6,9 @@ second. The pods start before the schema exists (not ready: schema behind); a mi
 out on a held migration lock, then a second one migrates (both push to the Pushgateway). Then
 traffic: successful, interrupted and failing runs, two runs queued on one thread, a rejected run,
 history and state reads, and a backlog of 110 background runs queued behind a long one (the
-queue-backlog alert's condition), cancelled together, the long one rolled back. Then two
-incidents, caused the way they happen in production:
+queue-backlog alert's condition), cancelled together, the long one rolled back; a cron firing
+every second and a run with a webhook to a local receiver. Then two incidents, caused the way
+they happen in production:
 
 * a plain ``CREATE INDEX`` on ``checkpoints`` left in an open transaction: its SHARE lock blocks
   checkpoint writes, which hit the database's ``lock_timeout``, while the runs queued behind them
@@ -144,6 +145,40 @@ def _queue_backlog(pods: dict[str, ServiceProcess], prom: Prometheus) -> None:
         prom.wait_for('sum(langgraph_runs_cancelled_total{job="langgraph-pg", action="rollback"}) > 0', timeout=20)
 
 
+def _cron_and_webhook(pods: dict[str, ServiceProcess], prom: Prometheus) -> None:
+    """A cron firing every second on the pods' schedulers, and a background run with a webhook."""
+    import http.server
+    import threading
+
+    class Receiver(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("content-length", 0)))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    receiver = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    a, b = pods["pod-a"].url, pods["pod-b"].url
+    try:
+        with httpx.Client(timeout=30) as client:
+            cron = client.post(f"{a}/runs/crons", json={"assistant_id": "support", "schedule": "* * * * * *",
+                                                         "input": BILLING, "on_run_completed": "delete"})
+            assert cron.status_code == 200, cron.text
+            thread = client.post(b + "/threads", json={}).json()["thread_id"]
+            hooked = client.post(f"{b}/threads/{thread}/runs", json={
+                "assistant_id": "support", "input": BILLING,
+                "webhook": f"http://127.0.0.1:{receiver.server_address[1]}/hook"})
+            assert hooked.status_code == 200, hooked.text
+            prom.wait_for('sum(langgraph_cron_firings_total{job="langgraph-pg", outcome="fired"}) > 1', timeout=30)
+            prom.wait_for('sum(langgraph_webhooks_total{job="langgraph-pg", outcome="delivered"}) > 0', timeout=30)
+            assert client.delete(f"{a}/runs/crons/{cron.json()['cron_id']}").status_code == 204
+    finally:
+        receiver.shutdown()
+
+
 def _blocking_index_build(conninfo: str, pods: dict[str, ServiceProcess], prom: Prometheus) -> list[int]:
     """A plain CREATE INDEX on checkpoints, left open for 4 s, while both pods take runs."""
     a, b = pods["pod-a"].url, pods["pod-b"].url
@@ -198,10 +233,11 @@ def observed(pg_server: PgServer) -> Iterator[Observed]:
         admin.execute(sql.SQL("ALTER DATABASE {} SET lock_timeout = '1500ms'").format(sql.Identifier(name)))
         admin.execute(sql.SQL("ALTER DATABASE {} SET deadlock_timeout = '1s'").format(sql.Identifier(name)))
     multiproc = tempfile.mkdtemp(prefix="prom-multiproc-")
-    pods = {"pod-a": ServiceProcess(conninfo, LOG_LEVEL="WARNING", RUN_QUEUE_SAMPLE_SECONDS="0.5"),
+    pods = {"pod-a": ServiceProcess(conninfo, LOG_LEVEL="WARNING", RUN_QUEUE_SAMPLE_SECONDS="0.5",
+                                    WEBHOOK_ALLOW_LOOPBACK="true"),
             "pod-b": ServiceProcess(conninfo, LOG_LEVEL="WARNING", PROMETHEUS_MULTIPROC_DIR=multiproc,
                                     DB_POOL_MIN_SIZE="1", DB_POOL_MAX_SIZE="2", DB_POOL_TIMEOUT="10",
-                                    RUN_QUEUE_SAMPLE_SECONDS="0.5")}
+                                    RUN_QUEUE_SAMPLE_SECONDS="0.5", WEBHOOK_ALLOW_LOOPBACK="true")}
     try:
         with pushgateway() as gateway:
             for pod in pods.values():
@@ -228,6 +264,7 @@ def observed(pg_server: PgServer) -> Iterator[Observed]:
 
                 _traffic(pods)
                 _queue_backlog(pods, prom)
+                _cron_and_webhook(pods, prom)
                 lock_statuses = _blocking_index_build(conninfo, pods, prom)
                 deadlock_status = _deadlock(conninfo, pods["pod-a"])
                 _traffic(pods)
