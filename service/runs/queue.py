@@ -151,9 +151,11 @@ WHERE status = 'running' AND kwargs IS NOT NULL AND lease_expires_at <= now() AN
 RETURNING run_id::text AS run_id
 """
 
+# When to look again by itself: the next delayed run's time, or the next lease that may expire.
+# Due runs that wait for a busy thread are not in it: the holder's end wakes the pods (NOTIFY).
 NEXT_DUE_SQL = """
-SELECT extract(epoch FROM (min(least(CASE WHEN status = 'pending' THEN coalesce(not_before, now()) END,
-                                     CASE WHEN status = 'running' THEN lease_expires_at END)) - now())) AS wait
+SELECT extract(epoch FROM (min(CASE WHEN status = 'pending' AND not_before > now() THEN not_before
+                                    WHEN status = 'running' THEN lease_expires_at END) - now())) AS wait
 FROM runs WHERE status IN ('pending', 'running') AND kwargs IS NOT NULL
 """
 

@@ -31,6 +31,8 @@ from service.runs.queue import CHANNEL_CANCEL, CHANNEL_DONE, CHANNEL_RUNS, RunQu
 
 log = get_logger("service.runs.worker")
 
+MIN_WAIT = 0.25  # the shortest a worker sleeps between looks at the queue by itself
+
 OnFinished = Callable[[dict[str, Any], RunCreate, Outcome], Awaitable[None]]
 
 
@@ -100,8 +102,8 @@ class Workers:
                 timeout = self.notifier.poll_interval
                 if self.notifier.listening:  # polling looks often anyway: no statement for the next due time
                     due = await self.queue.next_due()
-                    if due is not None:
-                        timeout = min(timeout, max(0.01, due + 0.01))
+                    if due is not None:  # never below MIN_WAIT: a lease that expired but cannot be taken
+                        timeout = min(timeout, max(MIN_WAIT, due + 0.01))  # must not make a busy loop
                 await self.notifier.wait(CHANNEL_RUNS, timeout=timeout)
             except asyncio.CancelledError:
                 raise

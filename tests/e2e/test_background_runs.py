@@ -230,6 +230,32 @@ class TestBackgroundRuns:
         assert sorted({h["values"].get("ticks", 0) for h in history}) == list(range(61))  # continued, not restarted
 
 
+class TestIdleLoad:
+    def test_should_not_poll_busily_while_runs_wait_for_a_busy_thread(self, migrated_db: str) -> None:
+        """Queued runs that cannot start (their thread is held) wait for the holder's NOTIFY, not a loop."""
+        with ServiceProcess(migrated_db) as pod, psycopg.connect(migrated_db, autocommit=True) as conn:
+            client = get_sync_client(url=pod.url)
+            thread_id = client.threads.create()["thread_id"]
+            client.runs.create(thread_id, "ledger", input={"tag": "holder", "delay": 600})
+            queued = [client.runs.create(thread_id, "ledger", input={"tag": f"q{i}"}) for i in range(5)]
+            assert all(r["status"] == "pending" for r in queued)
+
+            def scans() -> int:
+                """Scans of the runs table: every claim, look-ahead and lease renewal reads it once."""
+                conn.execute("SELECT pg_stat_clear_snapshot()")
+                row = conn.execute("SELECT seq_scan + coalesce(idx_scan, 0) FROM pg_stat_user_tables "
+                                   "WHERE relname = 'runs'").fetchone()
+                return int(row[0]) if row else 0
+
+            first, started = scans(), time.monotonic()
+            while time.monotonic() - started < 3:  # a window to count in, not a wait for a condition
+                time.sleep(0.5)
+            per_second = (scans() - first) / (time.monotonic() - started)
+            client.runs.cancel_many(thread_id=thread_id, run_ids=[r["run_id"] for r in client.runs.list(thread_id)])
+        # A worker looking every few ms (what a due-but-blocked run used to cause) makes hundreds a second.
+        assert per_second < 10, f"{per_second:.1f} scans of runs/s while runs wait"
+
+
 class TestThreadStream:
     def test_should_stream_every_run_of_a_thread_in_order_and_resume_after_a_cut(
         self, three_pods: list[ServiceProcess]
