@@ -31,10 +31,12 @@ run tools "$make_cmd" --no-print-directory tools
 run chart-tools "$make_cmd" --no-print-directory chart-tools
 run ruff "$bin/ruff" check .
 run mypy "$bin/mypy"
-# The quick suites first; then any other directory, in name order.
+# The quick suites first; then any other directory that holds tests, in name order (a directory of
+# data only, such as tests/spec, is no suite).
 suites=(unit integration chart k8s_static observability e2e)
 for dir in tests/*/; do
   suite="$(basename "$dir")"
+  compgen -G "tests/$suite/test_*.py" >/dev/null || continue
   case " ${suites[*]} support __pycache__ " in *" $suite "*) ;; *) suites+=("$suite") ;; esac
 done
 for suite in "${suites[@]}"; do
