@@ -8,13 +8,10 @@ five minutes, five firings" is in tests/integration/test_crons.py (CRON_FIVE_MIN
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
@@ -23,6 +20,7 @@ from croniter import croniter
 from langgraph_sdk import get_sync_client
 from langgraph_sdk.client import SyncLangGraphClient
 
+from tests.support.receiver import webhook_receiver
 from tests.support.service import ServiceProcess
 
 DEADLINE = 120.0
@@ -42,24 +40,8 @@ def wait_until(condition: Callable[[], Any], what: str, timeout: float = DEADLIN
 
 @pytest.fixture
 def receiver() -> Iterator[tuple[str, list[dict[str, Any]]]]:
-    got: list[dict[str, Any]] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            got.append(json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0")))))
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/hook", got
-    finally:
-        server.shutdown()
-        server.server_close()
+    with webhook_receiver() as hooks:
+        yield hooks
 
 
 @pytest.fixture

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import json
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
 import pytest
 from langgraph_sdk import get_sync_client
 
+from tests.support.receiver import webhook_receiver
 from tests.support.service import ServiceProcess
 
 INPUT = {"messages": [{"role": "user", "content": "hook"}], "delay": 0.05}
@@ -20,25 +18,8 @@ INPUT = {"messages": [{"role": "user", "content": "hook"}], "delay": 0.05}
 
 @pytest.fixture
 def receiver() -> Iterator[tuple[str, list[dict[str, Any]]]]:
-    got: list[dict[str, Any]] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            got.append(json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0")))))
-            self.send_response(200)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/hook", got
-    finally:
-        server.shutdown()
-        server.server_close()
+    with webhook_receiver() as hooks:
+        yield hooks
 
 
 def wait_for(got: list[Any], n: int, timeout: float = 120) -> None:

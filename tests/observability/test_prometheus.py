@@ -57,6 +57,7 @@ from tests.observability.prom import (
 )
 from tests.support.pg import PgServer
 from tests.support.race import python_env
+from tests.support.receiver import webhook_receiver
 from tests.support.service import ServiceProcess
 from tests.support.services import pushgateway
 
@@ -147,36 +148,18 @@ def _queue_backlog(pods: dict[str, ServiceProcess], prom: Prometheus) -> None:
 
 def _cron_and_webhook(pods: dict[str, ServiceProcess], prom: Prometheus) -> None:
     """A cron firing every second on the pods' schedulers, and a background run with a webhook."""
-    import http.server
-    import threading
-
-    class Receiver(http.server.BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            self.rfile.read(int(self.headers.get("content-length", 0)))
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    receiver = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
-    threading.Thread(target=receiver.serve_forever, daemon=True).start()
     a, b = pods["pod-a"].url, pods["pod-b"].url
-    try:
-        with httpx.Client(timeout=30) as client:
-            cron = client.post(f"{a}/runs/crons", json={"assistant_id": "support", "schedule": "* * * * * *",
-                                                         "input": BILLING, "on_run_completed": "delete"})
-            assert cron.status_code == 200, cron.text
-            thread = client.post(b + "/threads", json={}).json()["thread_id"]
-            hooked = client.post(f"{b}/threads/{thread}/runs", json={
-                "assistant_id": "support", "input": BILLING,
-                "webhook": f"http://127.0.0.1:{receiver.server_address[1]}/hook"})
-            assert hooked.status_code == 200, hooked.text
-            prom.wait_for('sum(langgraph_cron_firings_total{job="langgraph-pg", outcome="fired"}) > 1', timeout=30)
-            prom.wait_for('sum(langgraph_webhooks_total{job="langgraph-pg", outcome="delivered"}) > 0', timeout=30)
-            assert client.delete(f"{a}/runs/crons/{cron.json()['cron_id']}").status_code == 204
-    finally:
-        receiver.shutdown()
+    with webhook_receiver() as (hook_url, _), httpx.Client(timeout=30) as client:
+        cron = client.post(f"{a}/runs/crons", json={"assistant_id": "support", "schedule": "* * * * * *",
+                                                     "input": BILLING, "on_run_completed": "delete"})
+        assert cron.status_code == 200, cron.text
+        thread = client.post(b + "/threads", json={}).json()["thread_id"]
+        hooked = client.post(f"{b}/threads/{thread}/runs",
+                             json={"assistant_id": "support", "input": BILLING, "webhook": hook_url})
+        assert hooked.status_code == 200, hooked.text
+        prom.wait_for('sum(langgraph_cron_firings_total{job="langgraph-pg", outcome="fired"}) > 1', timeout=30)
+        prom.wait_for('sum(langgraph_webhooks_total{job="langgraph-pg", outcome="delivered"}) > 0', timeout=30)
+        assert client.delete(f"{a}/runs/crons/{cron.json()['cron_id']}").status_code == 204
 
 
 def _blocking_index_build(conninfo: str, pods: dict[str, ServiceProcess], prom: Prometheus) -> list[int]:
