@@ -22,6 +22,8 @@ SERVICE_METRICS = {
     "langgraph_run_queue_runs", "langgraph_run_queue_wait_seconds", "langgraph_runs_taken_over_total",
     "langgraph_runs_abandoned_total", "langgraph_runs_cancelled_total",
     "langgraph_cron_firings_total", "langgraph_cron_firing_delay_seconds", "langgraph_webhooks_total",
+    # connection refusals (issue 14)
+    "langgraph_db_connections_refused_total",
 }
 MIGRATION_METRICS = {
     "langgraph_migration_duration_seconds", "langgraph_migration_lock_wait_seconds",
@@ -116,7 +118,7 @@ class TestPrometheusRule:
         alerts = {r["alert"]: r for g in self.rule()["spec"]["groups"] for r in g["rules"]}
         assert {"LangGraphMigrationLockTimeout", "LangGraphCheckpointLatencyHigh", "LangGraphDeadlocks",
                 "LangGraphPoolWaiting", "LangGraphPodsNotReadySchemaBehind",
-                "LangGraphRunQueueBacklog"} <= alerts.keys()
+                "LangGraphRunQueueBacklog", "LangGraphDatabaseConnectionsRefused"} <= alerts.keys()
         for alert in alerts.values():
             assert alert["labels"]["severity"] in {"warning", "critical"}
             assert alert["annotations"]["summary"].endswith(".")

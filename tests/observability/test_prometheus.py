@@ -7,7 +7,7 @@ out on a held migration lock, then a second one migrates (both push to the Pushg
 traffic: successful, interrupted and failing runs, two runs queued on one thread, a rejected run,
 history and state reads, and a backlog of 110 background runs queued behind a long one (the
 queue-backlog alert's condition), cancelled together, the long one rolled back; a cron firing
-every second and a run with a webhook to a local receiver. Then two incidents, caused the way
+every second and a run with a webhook to a local receiver. Then three incidents, caused the way
 they happen in production:
 
 * a plain ``CREATE INDEX`` on ``checkpoints`` left in an open transaction: its SHARE lock blocks
@@ -16,6 +16,9 @@ they happen in production:
 * a maintenance session deleting a thread's checkpoint writes and then touching its thread row,
   while the pod deletes the same thread (thread row first, then the checkpoint tables): the
   opposite order, so PostgreSQL aborts the pod's transaction as a deadlock.
+* the server out of connection slots (another client holds them all) while the pods' backends
+  are terminated: the pools' reconnects are refused (``too many clients``) until the slots are
+  given back.
 
 Then each panel query and alert expression is evaluated over the run through the HTTP API and
 must return at least one finite sample.
@@ -206,6 +209,43 @@ def _deadlock(conninfo: str, pod: ServiceProcess) -> int:
     return status
 
 
+def _refused_connections(conninfo: str, pods: dict[str, ServiceProcess], prom: Prometheus) -> None:
+    """The server out of connection slots while the pods' connections are terminated: the pools'
+    reconnects are refused (too many clients) until the slots are given back."""
+    held: list[psycopg.Connection[Any]] = []
+
+    def fill() -> None:  # take every free slot (the test's role is a superuser: reserved ones too)
+        while len(held) < 1000:
+            try:
+                held.append(psycopg.connect(conninfo, autocommit=True))
+            except psycopg.OperationalError as exc:
+                if "too many clients" not in str(exc):
+                    raise
+                return
+
+    with httpx.Client(timeout=60) as client, ThreadPoolExecutor(2) as pool:
+        try:
+            fill()
+            deadline = time.monotonic() + 60
+            while True:
+                # The pods' backends go; their pools reconnect at once and the filler takes each slot back.
+                held[0].execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = "
+                                "current_database() AND application_name LIKE 'langgraph-service%'")
+                fill()
+                for pod in pods.values():  # a request makes the pool notice the broken connections
+                    pool.submit(client.get, f"{pod.url}/threads/{uuid.uuid4()}")
+                if prom.instant('sum(langgraph_db_connections_refused_total{job="langgraph-pg", '
+                                'reason="too_many_connections"}) > 0'):
+                    break
+                assert time.monotonic() < deadline, "the pods' pools were never refused a connection"
+                time.sleep(0.5)
+        finally:
+            for conn in held:  # before the requests are awaited: they wait for these slots
+                conn.close()
+    for pod in pods.values():
+        pod.wait_for("/ready")  # the pools are back
+
+
 @pytest.fixture(scope="module")
 def observed(pg_server: PgServer) -> Iterator[Observed]:
     _require_tools()
@@ -250,6 +290,7 @@ def observed(pg_server: PgServer) -> Iterator[Observed]:
                 _cron_and_webhook(pods, prom)
                 lock_statuses = _blocking_index_build(conninfo, pods, prom)
                 deadlock_status = _deadlock(conninfo, pods["pod-a"])
+                _refused_connections(conninfo, pods, prom)
                 _traffic(pods)
                 time.sleep(3)  # a few more scrapes and rule evaluations
                 observed = Observed(prom, start, time.time(), pods, deadlock_status=deadlock_status,
