@@ -264,3 +264,12 @@ def test_should_serve_every_threads_operation_of_the_js_client(pod: tuple[Servic
     assert kept is not None and kept[0]["owner"] == "js" and kept[1] == "idle"
     assert kept[2]["log"] == ["first", "manual"]
     assert gone == (0,) and rows(pod[1], copy) == [0, 0, 0] and rows(pod[1], other) == [0, 0, 0]
+
+
+def test_should_refuse_a_history_before_that_is_not_a_checkpoint_id(client: SyncLangGraphClient,
+                                                                     pod: tuple[ServiceProcess, str]) -> None:
+    thread_id = paused(client)
+    r = httpx.post(f"{pod[0].url}/threads/{thread_id}/history",
+                   json={"limit": 5, "before": {"configurable": {"checkpoint_id": 5}}})
+    assert r.status_code == 422 and r.headers["content-type"].startswith("application/problem+json")
+    assert "checkpoint_id" in r.json()["detail"]
