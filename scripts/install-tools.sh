@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs the system tools the test suite runs for real, when they are missing:
 # Debian's PostgreSQL 15 server (CI runs the integration tests on it too), Prometheus, the
-# Pushgateway and PgBouncer. Needs root and apt-get; elsewhere it says what is missing and the tests that
-# need it skip with that reason.
+# Pushgateway, PgBouncer and Chromium (tests/e2e/test_browser.py drives it headless with
+# playwright-core from npm, never `playwright install`). Needs root and apt-get; elsewhere it
+# says what is missing and the tests that need it skip with that reason.
 set -euo pipefail
 
 need=()
@@ -10,6 +11,7 @@ need=()
 command -v prometheus >/dev/null || need+=(prometheus)
 command -v prometheus-pushgateway >/dev/null || need+=(prometheus-pushgateway)
 [ -x /usr/sbin/pgbouncer ] || need+=(pgbouncer)
+[ -x /usr/bin/chromium ] || need+=(chromium)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0

@@ -61,6 +61,15 @@ class CheckpointRef(msgspec.Struct, kw_only=True):
     checkpoint_ns: str | None = None
     thread_id: str | None = None
     checkpoint_map: dict[str, Any] | None = None
+    # The JS SDK sends a RunnableConfig here (`getHistory(id, {before: {configurable: {checkpoint_id}}})`),
+    # which the LangGraph Server reads as the config it is: the same fields, one level down.
+    configurable: dict[str, Any] | None = None
+
+    def field(self, name: str) -> str | None:
+        value = getattr(self, name) or (self.configurable or {}).get(name)
+        if value is not None and not isinstance(value, str):
+            raise Unprocessable(f"configurable.{name} must be a string")
+        return value
 
 
 class StateQuery(msgspec.Struct, kw_only=True):
@@ -215,9 +224,9 @@ def _empty_state(thread_id: str) -> dict[str, Any]:
 def _config(thread_id: str, ref: CheckpointRef | None = None, checkpoint_id: str | None = None) -> RunnableConfig:
     configurable: dict[str, Any] = {"thread_id": thread_id}
     if ref is not None:
-        if ref.checkpoint_ns:
-            configurable["checkpoint_ns"] = ref.checkpoint_ns
-        checkpoint_id = checkpoint_id or ref.checkpoint_id
+        if checkpoint_ns := ref.field("checkpoint_ns"):
+            configurable["checkpoint_ns"] = checkpoint_ns
+        checkpoint_id = checkpoint_id or ref.field("checkpoint_id")
     if checkpoint_id:
         configurable["checkpoint_id"] = checkpoint_id
     return RunnableConfig(configurable=configurable)

@@ -16,6 +16,7 @@ from langgraph_sdk.errors import BadRequestError, ConflictError, NotFoundError, 
 
 from service.graphs import assistant_id_for
 from tests.support.graphs import ASSISTANT_GRAPHS
+from tests.support.jsclient import run_js
 from tests.support.service import ServiceProcess
 
 GRAPH_IDS = {"support", "slow", "contextual", "nested"}
@@ -360,3 +361,64 @@ class TestMemoryMode:
                 client.threads.get(thread)
             with pytest.raises(NotFoundError):
                 client.assistants.get(aid)
+
+
+class TestJsClient:
+    def test_should_serve_every_assistants_operation_of_the_js_client(
+        self, pod: tuple[ServiceProcess, str]
+    ) -> None:
+        """@langchain/langgraph-sdk (npm, pinned in tests/e2e/js): tests/e2e/js/assistants.mjs."""
+        tag = uuid.uuid4().hex[:10]
+        out = run_js("assistants.mjs", pod[0].url, TAG=tag)
+        aid, second = out["id"], out["second"]["assistant_id"]
+        created = out["created"]
+        assert (created["assistant_id"], created["graph_id"], created["version"]) == (aid, "contextual", 1)
+        assert created["context"] == {"model": "large"} and created["config"]["configurable"] == {"model": "large"}
+        assert created["name"] == f"Alpha {tag}" and created["description"] == "made by js"
+        assert out["again"] == created and out["got"] == created  # do_nothing answers the existing one
+        assert out["raised"] == 409
+        updated = out["updated"]
+        assert (updated["version"], updated["name"], updated["context"]) == (2, f"Beta {tag}", {"model": "v2"})
+        assert updated["metadata"] == {"js": tag, "owner": "js"}
+        assert [v["version"] for v in out["versions"]] == [2, 1]
+        assert [v["version"] for v in out["versionsByMetadata"]] == [2]
+        assert [v["version"] for v in out["versionsPage"]] == [1]
+        latest = out["latest"]
+        assert (latest["version"], latest["name"], latest["context"]) == (1, f"Alpha {tag}", {"model": "large"})
+        assert out["missingVersion"] == 404
+
+        assert [a["name"] for a in out["search"]] == [f"Alpha {tag}", f"Gamma {tag}"]
+        assert out["searchSelect"] == [{"assistant_id": second, "name": f"Gamma {tag}"}]
+        assert [a["assistant_id"] for a in out["searchPage"]["assistants"]] == [second]  # newest first
+        assert out["searchPage"]["next"] == "1"
+        assert (out["count"], out["countByGraph"], out["countByName"]) == (2, 1, 2)
+
+        def node_ids(graph: dict[str, Any]) -> set[str]:
+            return {n["id"] for n in graph["nodes"]}
+
+        assert "inner" in node_ids(out["graph"]) and not any(":" in n for n in node_ids(out["graph"]))
+        assert "inner:deeper:deepest" in node_ids(out["graphXray"])
+        assert "inner:deeper" in node_ids(out["graphXray1"])
+        assert not any(n.startswith("inner:deeper:") for n in node_ids(out["graphXray1"]))
+        assert out["schemas"]["graph_id"] == "contextual"
+        assert set(out["schemas"]["context_schema"]["properties"]) == {"model", "temperature"}
+        assert set(out["subgraphs"]) == {"inner"} and set(out["subgraphsRecurse"]) == {"inner", "inner|deeper"}
+        assert set(out["subgraphsAt"]) == {"inner"}
+        assert "trail" in out["subgraphsAt"]["inner"]["state_schema"]["properties"]
+
+        assert (out["seen"]["model"], out["seen"]["temperature"]) == ("large", 0)  # version 1 is current again
+        assert out["threadMetadata"] == {"graph_id": "support", "assistant_id": second}
+        assert (out["deletedGet"], out["deletedThreadGet"], out["deletedAgain"], out["unknownGraph"]) == (
+            404, 404, 404, 404)
+        with psycopg.connect(pod[1]) as conn:
+            row = conn.execute("SELECT graph_id, name, version, context FROM assistants WHERE assistant_id = %s",
+                               (aid,)).fetchone()
+            versions = conn.execute("SELECT version, name FROM assistant_versions WHERE assistant_id = %s "
+                                    "ORDER BY version", (aid,)).fetchall()
+            gone = conn.execute("SELECT (SELECT count(*) FROM assistants WHERE assistant_id = %s), "
+                                "(SELECT count(*) FROM assistant_versions WHERE assistant_id = %s), "
+                                "(SELECT count(*) FROM threads WHERE thread_id = %s)",
+                                (second, second, out["threadId"])).fetchone()
+        assert row == ("contextual", f"Alpha {tag}", 1, {"model": "large"})
+        assert versions == [(1, f"Alpha {tag}"), (2, f"Beta {tag}")]
+        assert gone == (0, 0, 0)

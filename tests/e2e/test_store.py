@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,6 +17,7 @@ from langgraph_sdk.client import SyncLangGraphClient
 from service import schema
 from service.settings import StoreSettings
 from tests.support.embeddings import DIMS
+from tests.support.jsclient import run_js
 from tests.support.service import ServiceProcess
 
 STORE = {"index": {"dims": DIMS, "embed": "tests.support.embeddings:embed", "fields": ["text"]},
@@ -142,3 +144,38 @@ class TestBadInput:
         r = httpx.get(pod[0].url + "/store/items", params={"namespace": "a"})
         assert r.status_code == 400
         assert r.headers["content-type"].startswith("application/problem+json")
+
+
+def test_should_serve_every_store_operation_of_the_js_client(pod: tuple[ServiceProcess, str]) -> None:
+    """@langchain/langgraph-sdk (npm, pinned in tests/e2e/js): tests/e2e/js/store.mjs."""
+    tag = uuid.uuid4().hex[:10]
+    out = run_js("store.mjs", pod[0].url, TAG=tag)
+    ns = ["js", tag]
+
+    def keys(found: dict[str, Any]) -> list[str]:
+        return [i["key"] for i in found["items"]]
+
+    assert out["dog"]["namespace"] == [*ns, "pets"] and out["dog"]["key"] == "dog"
+    assert out["dog"]["value"] == {"text": "dogs bark loudly at the mailman", "kind": "pet"}
+    assert out["cat"]["value"]["text"] == "cats purr quietly on the sofa" and out["missing"] is None
+    assert sorted(keys(out["filtered"])) == ["cat", "dog", "fish"]
+    assert keys(out["query"])[0] == "dog" and out["query"]["items"][0]["score"] > out["query"]["items"][1]["score"]
+    assert "soup" not in keys(out["queryFood"])  # put with index: false, so no embedding to find
+    assert sorted(keys(out["pageOne"]) + keys(out["pageTwo"])) == ["cat", "dog", "fish", "soup"]
+    assert out["namespaces"]["namespaces"] == [[*ns, "food"], [*ns, "pets"], [*ns, "pets", "old"]]
+    assert out["namespacesSuffix"]["namespaces"] == [[*ns, "pets"]]
+    assert out["namespacesDepth"]["namespaces"] == [[*ns, "food"], [*ns, "pets"]]
+    assert out["namespacesPage"]["namespaces"] == [[*ns, "pets"]]
+    assert out["dogAgain"]["value"]["text"] == "dogs sleep all day"
+    assert out["dogAgain"]["created_at"] == out["dog"]["created_at"] < out["dogAgain"]["updated_at"]
+    assert out["afterDelete"] is None
+    assert (out["reservedNamespace"], out["badTtl"]) == (422, 422)
+    with psycopg.connect(pod[1]) as conn:
+        stored: dict[str, Any] = dict(conn.execute(
+            "SELECT key, extract(epoch FROM expires_at - updated_at) FROM store WHERE prefix LIKE %s",
+            (f"js.{tag}%",)).fetchall())
+        vectors = [k for (k,) in conn.execute(
+            "SELECT DISTINCT key FROM store_vectors WHERE prefix LIKE %s ORDER BY key", (f"js.{tag}%",))]
+    assert sorted(stored) == ["cat", "fish", "soup"]
+    assert stored["fish"] is None and 29 * 60 <= float(stored["cat"]) <= 31 * 60  # ttl is in minutes
+    assert vectors == ["cat", "fish"]

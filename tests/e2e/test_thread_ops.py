@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -11,6 +12,7 @@ import pytest
 from langgraph_sdk import get_sync_client
 from langgraph_sdk.client import SyncLangGraphClient
 
+from tests.support.jsclient import run_js
 from tests.support.service import ServiceProcess
 
 TABLES = ("checkpoints", "checkpoint_blobs", "checkpoint_writes")
@@ -205,3 +207,69 @@ def test_should_sweep_threads_idle_past_checkpointer_ttl(migrated_db: str, tmp_p
         assert client.threads.get(recent)["status"] == "interrupted"
         assert rows(migrated_db, recent)[0] > 0
     assert '"threads_swept"' in p.logs()
+
+
+def test_should_serve_every_threads_operation_of_the_js_client(pod: tuple[ServiceProcess, str]) -> None:
+    """@langchain/langgraph-sdk (npm, pinned in tests/e2e/js): tests/e2e/js/threads.mjs."""
+    tag = uuid.uuid4().hex[:10]
+    out = run_js("threads.mjs", pod[0].url, TAG=tag)
+    tid, other, copy = out["id"], out["otherId"], out["copy"]["thread_id"]
+    assert out["created"]["thread_id"] == tid and out["created"]["status"] == "idle"
+    assert out["created"]["metadata"] == {"js": tag, "n": 1, "graph_id": "ledger"}
+    assert out["again"] == out["created"] == out["got"]  # do_nothing answers the existing one
+    assert out["raised"] == 409
+    assert out["updated"]["metadata"] == {"js": tag, "n": 2, "owner": "js", "graph_id": "ledger"}
+
+    assert out["waited"]["log"] == ["first"] and out["state"]["values"]["log"] == ["first"]
+    first_checkpoint = out["state"]["checkpoint"]["checkpoint_id"]
+    updated_checkpoint = out["updateState"]["checkpoint"]["checkpoint_id"]
+    assert out["stateAfter"]["values"]["log"] == ["first", "manual"]
+    assert out["stateAfter"]["checkpoint_id"] == updated_checkpoint
+    assert out["stateAfter"]["metadata"]["source"] == "update"
+    assert out["stateAtFirst"]["checkpoint_id"] == first_checkpoint
+    assert out["stateAtFirst"]["values"]["log"] == ["first"]
+    history = [h["checkpoint_id"] for h in out["history"]]
+    assert history[:2] == [updated_checkpoint, first_checkpoint] and len(history) >= 3
+    assert [h["checkpoint_id"] for h in out["historyOne"]] == [updated_checkpoint]
+    # `before` as the JS SDK types it (a RunnableConfig) and as the spec has it (a checkpoint).
+    assert [h["checkpoint_id"] for h in out["historyBefore"]] == history[1:]
+    assert [h["checkpoint_id"] for h in out["historyBeforeRef"]] == history[1:]
+    assert [h["checkpoint_id"] for h in out["historyByMetadata"]] == [updated_checkpoint]
+
+    assert [t["thread_id"] for t in out["search"]] == [tid, other]
+    assert out["search"][0]["values"]["log"] == ["first", "manual"]
+    assert out["searchSelect"] == [{"thread_id": tid, "status": "idle"}]
+    assert [t["thread_id"] for t in out["searchIds"]] == [other]
+    assert [t["thread_id"] for t in out["searchPage"]] == [other]
+    assert (out["count"], out["countIdle"]) == (2, 2)
+
+    assert copy != tid and out["copy"]["metadata"] == out["updated"]["metadata"] | {
+        "assistant_id": out["state"]["metadata"]["assistant_id"]}
+    assert out["copyState"]["values"] == out["stateAfter"]["values"]
+    assert out["copyState"]["checkpoint_id"] == updated_checkpoint
+    assert out["copyWaited"]["log"] == ["first", "manual", "copy"]
+    assert out["stateAfterCopyRun"]["values"]["log"] == ["first", "manual"]  # the source did not move
+    joined = out["joinStream"]
+    assert joined[0]["event"] == "metadata" and joined[-1]["log"] == ["first", "manual", "copy", "joined"]
+    assert all(e["id"].startswith(out["backgroundRunId"] + ":") for e in joined)
+
+    assert out["pruned"] == {"pruned_count": 1}
+    assert [h["checkpoint_id"] for h in out["historyAfterPrune"]] == [updated_checkpoint]
+    assert (out["deletedGet"], out["prunedGet"], out["missingState"]) == (404, 404, 404)
+    assert out["prunedDelete"] == {"pruned_count": 1}
+    assert rows(pod[1], tid)[0] == 1  # keep_latest: one checkpoint row left
+    with psycopg.connect(pod[1]) as conn:
+        kept = conn.execute("SELECT metadata, status, values FROM threads WHERE thread_id = %s", (tid,)).fetchone()
+        gone = conn.execute("SELECT count(*) FROM threads WHERE thread_id = ANY(%s)", ([copy, other],)).fetchone()
+    assert kept is not None and kept[0]["owner"] == "js" and kept[1] == "idle"
+    assert kept[2]["log"] == ["first", "manual"]
+    assert gone == (0,) and rows(pod[1], copy) == [0, 0, 0] and rows(pod[1], other) == [0, 0, 0]
+
+
+def test_should_refuse_a_history_before_that_is_not_a_checkpoint_id(client: SyncLangGraphClient,
+                                                                     pod: tuple[ServiceProcess, str]) -> None:
+    thread_id = paused(client)
+    r = httpx.post(f"{pod[0].url}/threads/{thread_id}/history",
+                   json={"limit": 5, "before": {"configurable": {"checkpoint_id": 5}}})
+    assert r.status_code == 422 and r.headers["content-type"].startswith("application/problem+json")
+    assert "checkpoint_id" in r.json()["detail"]

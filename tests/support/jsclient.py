@@ -28,12 +28,12 @@ def ensure_installed() -> None:
     assert done.returncode == 0, done.stderr[-3000:]
 
 
-def run_js(script: str, url: str, **env: str) -> Any:
-    """Run ``tests/e2e/js/<script>`` against the service at ``url``; return the JSON it printed."""
+def run_js(script: str, url: str, *args: str, **env: str) -> Any:
+    """Run ``tests/e2e/js/<script> [args]`` against the service at ``url``; return the JSON it printed."""
     import os
 
     ensure_installed()
-    done = subprocess.run(["node", script], cwd=JS_DIR, capture_output=True, text=True, timeout=300, check=False,
+    done = subprocess.run(["node", script, *args], cwd=JS_DIR, capture_output=True, text=True, timeout=300, check=False,
                           env={**os.environ, "LANGGRAPH_URL": url, **env})
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
