@@ -20,6 +20,7 @@ from langgraph_sdk import get_sync_client
 from langgraph_sdk.client import SyncLangGraphClient
 
 from tests.support.graphs import REPLY, SIGNATURE
+from tests.support.jsclient import run_js
 from tests.support.service import ServiceProcess
 
 QUESTION = {"messages": [{"role": "user", "content": "When does my order ship?"}]}
@@ -73,10 +74,11 @@ def assert_messages_sequence(events: list[tuple[str, Any]]) -> None:
     first_meta, second_meta = (data for name, data in events if name == "messages/metadata")
     assert list(first_meta) == [streamed_id]
     assert first_meta[streamed_id]["metadata"]["langgraph_node"] == "answer"
-    assert list(second_meta) == ["signature"]
-    assert second_meta["signature"]["metadata"]["langgraph_node"] == "sign"
+    [signature_id] = second_meta
+    assert signature_id.startswith("signature-")
+    assert second_meta[signature_id]["metadata"]["langgraph_node"] == "sign"
     complete = events[-1][1]
-    assert [(m["type"], m["id"], m["content"]) for m in complete] == [("ai", "signature", SIGNATURE)]
+    assert [(m["type"], m["id"], m["content"]) for m in complete] == [("ai", signature_id, SIGNATURE)]
 
 
 class TestMessagesMode:
@@ -175,6 +177,17 @@ class TestEventsMode:
                        if name == "events" and d["event"] == "on_chat_model_stream") == REPLY
 
 
+def test_should_stream_messages_and_events_to_the_js_client(pods: tuple[ServiceProcess, ServiceProcess]) -> None:
+    """@langchain/langgraph-sdk (npm, pinned in tests/e2e/js): tests/e2e/js/streams.mjs."""
+    out = run_js("streams.mjs", pods[0].url, LANGGRAPH_URL_B=pods[1].url)
+    assert_messages_sequence([tuple(p) for p in out["messages"]])  # type: ignore[misc]
+    assert_messages_sequence([tuple(p) for p in out["joined"]])  # type: ignore[misc]
+    events = out["events"]
+    assert events[0][0] == "metadata" and {name for name, _ in events[1:]} == {"events"}
+    tokens = [d["data"]["chunk"]["content"] for _, d in events[1:] if d["event"] == "on_chat_model_stream"]
+    assert "".join(tokens) == REPLY
+
+
 def sse_events(response: httpx.Response) -> list[tuple[str, Any]]:
     out: list[tuple[str, Any]] = []
     event: dict[str, str] = {}
@@ -203,3 +216,4 @@ def test_should_stream_messages_and_events_without_postgres_runs() -> None:
             events = sse_events(response)
         assert "".join(d["data"]["chunk"]["content"] for name, d in events
                        if name == "events" and d["event"] == "on_chat_model_stream") == REPLY
+

@@ -115,7 +115,8 @@ async def answer(state: ChatState) -> ChatState:
 
 
 def sign(state: ChatState) -> ChatState:
-    return {"messages": [AIMessage(content=SIGNATURE, id="signature")]}
+    # A new id each turn: a message whose id the state already has is not streamed again.
+    return {"messages": [AIMessage(content=SIGNATURE, id=f"signature-{len(state.get('messages', []))}")]}
 
 
 _chatty: StateGraph[ChatState] = StateGraph(ChatState)
