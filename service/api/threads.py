@@ -21,6 +21,7 @@ from service.threads import Filters, ThreadStatus, ThreadTTL
 from service.validation import storable
 
 MAX_LIMIT = 1000
+MAX_TTL_MINUTES = 100_000_000  # about 190 years; PostgreSQL's timestamps end in the year 294276
 ThreadStatusName = Literal["idle", "busy", "interrupted", "error"]
 
 
@@ -31,8 +32,8 @@ class TTLBody(msgspec.Struct, kw_only=True):
     ttl: float | None = None
 
     def parsed(self) -> ThreadTTL:
-        if self.ttl is None or not math.isfinite(self.ttl) or self.ttl < 0:
-            raise Unprocessable(f"ttl.ttl must be a number of minutes, zero or more, got {self.ttl!r}")
+        if self.ttl is None or not math.isfinite(self.ttl) or not 0 <= self.ttl <= MAX_TTL_MINUTES:
+            raise Unprocessable(f"ttl.ttl must be a number of minutes from 0 to {MAX_TTL_MINUTES}, got {self.ttl!r}")
         return ThreadTTL(self.strategy, float(self.ttl))
 
 

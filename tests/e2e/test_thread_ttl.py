@@ -94,7 +94,7 @@ class TestSetting:
         assert at(again["expires_at"]) < at(thread["ttl"]["expires_at"])  # 5 minutes from now, not 90
 
     @pytest.mark.parametrize("ttl", [{"ttl": -1}, {"strategy": "shred", "ttl": 1}, {"strategy": "delete"},
-                                     {"ttl": "soon"}])
+                                     {"ttl": "soon"}, {"ttl": 1e300}])
     def test_should_refuse_a_bad_ttl(self, pod: tuple[ServiceProcess, str], ttl: dict[str, Any]) -> None:
         url = pod[0].url
         created = httpx.post(f"{url}/threads", json={"ttl": ttl})
