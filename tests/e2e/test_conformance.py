@@ -33,7 +33,7 @@ SPEC: dict[str, Any] = json.loads(SPEC_FILE.read_text())
 EXCLUDED_PREFIXES = ("/a2a/", "/mcp/")  # A2A and MCP are out of scope (issue 11)
 METHODS = ("get", "post", "put", "patch", "delete")
 
-_THREAD_STREAM = ("Protocol v2 (the SDKs' threads.stream): a second wire protocol whose frames' data the spec "
+_THREAD_STREAM = ("Protocol v2 (langgraph-sdk's threads.stream): a second wire protocol whose frames' data the spec "
                   "leaves to langgraph-api's event_streaming package (~4,600 lines, behind FF_V2_EVENT_STREAMING); "
                   "not ported. The thread stream of run events (GET /threads/{thread_id}/stream) is served")
 
