@@ -92,6 +92,11 @@ class TestSetting:
         again = client.threads.get(created["thread_id"], include=["ttl"])["ttl"]
         assert (again["strategy"], again["ttl_minutes"]) == ("keep_latest", 5)
         assert at(again["expires_at"]) < at(thread["ttl"]["expires_at"])  # 5 minutes from now, not 90
+        copy = client.threads.copy(created["thread_id"])
+        assert "ttl" not in client.threads.get(copy["thread_id"], include=["ttl"])
+        kept = client.threads.create(thread_id=created["thread_id"], if_exists="do_nothing", ttl=1)
+        assert kept["thread_id"] == created["thread_id"]
+        assert client.threads.get(created["thread_id"], include=["ttl"])["ttl"]["ttl_minutes"] == 5
 
     @pytest.mark.parametrize("ttl", [{"ttl": -1}, {"strategy": "shred", "ttl": 1}, {"strategy": "delete"},
                                      {"ttl": "soon"}, {"ttl": 1e300}])
