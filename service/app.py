@@ -212,10 +212,10 @@ async def open_resources(settings: Settings, sources: dict[str, GraphSource] | N
                           crons=crons, webhooks=webhooks)
     if sweeper is not None:  # expired items are deleted by every pod (plain DML, idempotent)
         await sweeper.start_ttl_sweeper()
-    thread_ttl = settings.checkpointer_ttl
-    thread_sweeper = (asyncio.create_task(thread_storage.sweep_threads(pool, checkpointer, thread_ttl),
-                                          name="thread-ttl-sweeper")
-                      if pool is not None and thread_ttl is not None and thread_ttl.default_ttl is not None else None)
+    # Threads' own TTLs always; idle threads too when checkpointer.ttl sets default_ttl.
+    thread_sweeper = (asyncio.create_task(
+        thread_storage.sweep_threads(pool, checkpointer, settings.checkpointer_ttl), name="thread-ttl-sweeper")
+        if pool is not None else None)
     try:
         if isinstance(run_manager, QueueRunManager):
             await run_manager.start()

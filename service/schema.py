@@ -153,6 +153,18 @@ APP_MIGRATIONS: tuple[str, ...] = (
     """,
     "CREATE INDEX CONCURRENTLY IF NOT EXISTS crons_next_run_idx ON crons (next_run_date) WHERE enabled",
     "CREATE INDEX CONCURRENTLY IF NOT EXISTS crons_thread_idx ON crons (thread_id) WHERE thread_id IS NOT NULL",
+    # issue 11: a thread's own time to live (``ttl`` of POST /threads and PATCH /threads/{id}), in
+    # minutes; every pod's sweep applies the strategy once both expires_at and the thread's last
+    # update plus ttl_minutes are past (service/thread_storage.py).
+    """
+    CREATE TABLE IF NOT EXISTS thread_ttl (
+        thread_id    text PRIMARY KEY REFERENCES threads (thread_id) ON DELETE CASCADE,
+        strategy     text NOT NULL CHECK (strategy IN ('delete', 'keep_latest')),
+        ttl_minutes  double precision NOT NULL CHECK (ttl_minutes >= 0),
+        expires_at   timestamptz NOT NULL
+    )
+    """,
+    "CREATE INDEX CONCURRENTLY IF NOT EXISTS thread_ttl_expires_idx ON thread_ttl (expires_at)",
 )
 
 _INDEX_RE = re.compile(

@@ -5,6 +5,8 @@ The checkpoint tables are LangGraph's (``checkpoints``, ``checkpoint_blobs``,
 in one transaction, so a copy is either whole or absent. Pruning idle threads (the prune job,
 and the pods' sweep when langgraph.json sets ``checkpointer.ttl``) deletes the rows first, only
 those still idle and still past the cutoff, then their checkpoints through the checkpointer.
+The pods' sweep also applies the threads' own TTLs (``thread_ttl``, set by ``ttl`` on create
+and patch), as the LangGraph Server sweeps them on an interval.
 """
 
 from __future__ import annotations
@@ -78,6 +80,23 @@ DELETE FROM threads t WHERE t.thread_id = ANY(%(ids)s) AND t.updated_at < %(cuto
   AND NOT EXISTS (SELECT 1 FROM crons c WHERE c.thread_id = t.thread_id)
 RETURNING t.thread_id
 """
+
+# Threads whose own TTL (thread_ttl) is past, counted both from when it was set and from the
+# thread's last update; not those a run holds or waits for. Locked and skipped when another pod has them.
+_EXPIRED_SQL = f"""
+SELECT t.thread_id FROM thread_ttl tt JOIN threads t ON t.thread_id = tt.thread_id
+WHERE tt.strategy = %(strategy)s AND tt.expires_at <= now()
+  AND t.updated_at + tt.ttl_minutes * interval '1 minute' <= now()
+  AND NOT ({LIVE_HOLDER})
+  AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.thread_id = t.thread_id AND r.status = 'pending'
+                  AND r.lease_expires_at > now())
+ORDER BY tt.expires_at LIMIT %(batch)s
+FOR UPDATE OF t SKIP LOCKED
+"""
+_DELETE_EXPIRED_SQL = "DELETE FROM threads WHERE thread_id = ANY(%(ids)s)"
+# keep_latest keeps the thread: its TTL starts again from now.
+_REARM_TTL_SQL = ("UPDATE thread_ttl SET expires_at = now() + ttl_minutes * interval '1 minute' "
+                  "WHERE thread_id = ANY(%(ids)s)")
 
 log = get_logger("service.thread_storage")
 
@@ -174,19 +193,54 @@ async def prune_idle(pool: AsyncConnectionPool[Any], checkpointer: Any, cutoff: 
             log.info("prune_batch", threads=len(ids), strategy=strategy)
 
 
-async def sweep_threads(pool: AsyncConnectionPool[Any], checkpointer: Any, ttl: CheckpointerTTLSettings) -> None:
-    """``checkpointer.ttl`` in a pod: every ``sweep_interval_minutes`` (default 5), prune threads idle
-    for longer than ``default_ttl`` minutes. Every pod may sweep: the statements are idempotent DML."""
-    assert ttl.default_ttl is not None
-    interval = 60 * (ttl.sweep_interval_minutes or 5)
+async def sweep_expired(pool: AsyncConnectionPool[Any], checkpointer: Any, batch: int = 500) -> dict[str, int]:
+    """Apply every expired thread TTL: ``delete`` removes the thread (its runs, crons and TTL go with
+    the row; its checkpoints in the same transaction), ``keep_latest`` keeps only its latest
+    checkpoint and starts its TTL again. The number of threads per strategy."""
+    done = {"delete": 0, "keep_latest": 0}
+    while True:
+        async with pool.connection() as conn, conn.transaction():
+            cur = await conn.execute(_EXPIRED_SQL, {"strategy": "delete", "batch": batch})
+            ids = [r["thread_id"] for r in await cur.fetchall()]
+            if ids:
+                await conn.execute(_DELETE_EXPIRED_SQL, {"ids": ids})
+                for statement in _DELETE_CHECKPOINT_ROWS:
+                    await conn.execute(statement, {"ids": ids})
+        done["delete"] += len(ids)
+        if len(ids) < batch:
+            break
+    while True:
+        async with pool.connection() as conn:
+            cur = await conn.execute(_EXPIRED_SQL, {"strategy": "keep_latest", "batch": batch})
+            ids = [r["thread_id"] for r in await cur.fetchall()]
+        if ids:
+            await checkpointer.aprune(ids, strategy="keep_latest")
+            async with pool.connection() as conn:
+                await conn.execute(_REARM_TTL_SQL, {"ids": ids})
+        done["keep_latest"] += len(ids)
+        if len(ids) < batch:
+            return done
+
+
+async def sweep_threads(pool: AsyncConnectionPool[Any], checkpointer: Any,
+                        ttl: CheckpointerTTLSettings | None) -> None:
+    """Every pod, every ``checkpointer.ttl.sweep_interval_minutes`` (default 5): apply the threads'
+    own expired TTLs, and with ``checkpointer.ttl.default_ttl`` prune threads idle for longer than
+    it. Every pod may sweep: the statements are idempotent DML."""
+    interval = 60 * ((ttl.sweep_interval_minutes if ttl is not None else None) or 5)
     while True:
         await asyncio.sleep(interval)
-        cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=ttl.default_ttl)
         try:
-            pruned = await prune_idle(pool, checkpointer, cutoff, ttl.strategy)
+            expired = await sweep_expired(pool, checkpointer)
+            pruned = 0
+            if ttl is not None and ttl.default_ttl is not None:
+                cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=ttl.default_ttl)
+                pruned = await prune_idle(pool, checkpointer, cutoff, ttl.strategy)
         except Exception as exc:  # the next sweep tries again; one line, no traceback
             log.warning("thread_sweep_failed", error_type=type(exc).__name__,
                         error=(str(exc).splitlines() or [""])[0][:200])
             continue
-        if pruned:
+        if any(expired.values()):
+            log.info("thread_ttls_expired", deleted=expired["delete"], kept_latest=expired["keep_latest"])
+        if pruned and ttl is not None:
             log.info("threads_swept", threads=pruned, strategy=ttl.strategy)

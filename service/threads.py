@@ -24,7 +24,7 @@ from typing import Any, Literal, Protocol
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
-from service.errors import Conflict, NotFound, Unavailable
+from service.errors import Conflict, NotFound, NotSupported, Unavailable
 
 ThreadStatus = Literal["idle", "busy", "interrupted", "error"]
 RunStatus = Literal["pending", "running", "success", "error", "interrupted", "timeout", "cancelled"]
@@ -37,6 +37,16 @@ class Filters:
     values: dict[str, Any] | None = None
     status: str | None = None
     ids: list[str] | None = None
+
+
+@dataclass(frozen=True)
+class ThreadTTL:
+    """A thread's own time to live (``ttl`` of create and patch, in minutes, as the LangGraph Server
+    takes it): the sweep applies ``strategy`` once ``minutes`` have passed since it was set and
+    since the thread's last update (a thread in use is not swept)."""
+
+    strategy: Literal["delete", "keep_latest"]
+    minutes: float
 
 
 @dataclass
@@ -59,9 +69,10 @@ class RunRecord:
 
 
 class ThreadStore(Protocol):
-    async def create(self, thread_id: str | None, metadata: dict[str, Any], if_exists: str) -> dict[str, Any]: ...
-    async def get(self, thread_id: str) -> dict[str, Any]: ...
-    async def patch(self, thread_id: str, metadata: dict[str, Any]) -> dict[str, Any]: ...
+    async def create(self, thread_id: str | None, metadata: dict[str, Any], if_exists: str,
+                     ttl: ThreadTTL | None = None) -> dict[str, Any]: ...
+    async def get(self, thread_id: str, include_ttl: bool = False) -> dict[str, Any]: ...
+    async def patch(self, thread_id: str, metadata: dict[str, Any], ttl: ThreadTTL | None = None) -> dict[str, Any]: ...
     async def delete(self, thread_id: str) -> None: ...
     async def search(self, filters: Filters, limit: int, offset: int, sort_by: str,
                      sort_order: str) -> list[dict[str, Any]]: ...
@@ -146,6 +157,24 @@ def _thread_json(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+# A thread's own TTL: set (create, patch) counts from now; read with the expiry the sweep applies.
+_SET_TTL_SQL = """
+INSERT INTO thread_ttl (thread_id, strategy, ttl_minutes, expires_at)
+VALUES (%(thread_id)s, %(strategy)s, %(minutes)s, now() + %(minutes)s * interval '1 minute')
+ON CONFLICT (thread_id) DO UPDATE
+    SET strategy = excluded.strategy, ttl_minutes = excluded.ttl_minutes, expires_at = excluded.expires_at
+"""
+_GET_TTL_SQL = """
+SELECT tt.strategy, tt.ttl_minutes,
+       greatest(tt.expires_at, t.updated_at + tt.ttl_minutes * interval '1 minute') AS expires_at
+FROM thread_ttl tt JOIN threads t ON t.thread_id = tt.thread_id WHERE tt.thread_id = %(thread_id)s
+"""
+
+
+def _ttl_params(thread_id: str, ttl: ThreadTTL) -> dict[str, Any]:
+    return {"thread_id": thread_id, "strategy": ttl.strategy, "minutes": ttl.minutes}
+
+
 def _where(filters: Filters) -> tuple[str, list[Any]]:
     clauses: list[str] = []
     params: list[Any] = []
@@ -169,38 +198,53 @@ class PostgresThreadStore:
         self.pool = pool
         self.pod = pod
 
-    async def create(self, thread_id: str | None, metadata: dict[str, Any], if_exists: str) -> dict[str, Any]:
+    async def create(self, thread_id: str | None, metadata: dict[str, Any], if_exists: str,
+                     ttl: ThreadTTL | None = None) -> dict[str, Any]:
+        """A new thread (and its TTL, in the same transaction); an existing one is kept as it is."""
         thread_id = thread_id or new_thread_id()
-        async with self.pool.connection() as conn:
+        async with self.pool.connection() as conn, conn.transaction():
             cur = await conn.execute(
                 f"INSERT INTO threads AS t (thread_id, metadata) VALUES (%s, %s) ON CONFLICT DO NOTHING "
                 f"RETURNING {_THREAD_COLUMNS}",
                 (thread_id, Jsonb(metadata)),
             )
             row = await cur.fetchone()
+            if row is not None and ttl is not None:
+                await conn.execute(_SET_TTL_SQL, _ttl_params(thread_id, ttl))
         if row is not None:
             return _thread_json(row)
         if if_exists == "do_nothing":
             return await self.get(thread_id)
         raise Conflict(f"thread {thread_id} already exists")
 
-    async def get(self, thread_id: str) -> dict[str, Any]:
+    async def get(self, thread_id: str, include_ttl: bool = False) -> dict[str, Any]:
         async with self.pool.connection() as conn:
             cur = await conn.execute(f"SELECT {_THREAD_COLUMNS} FROM threads t WHERE t.thread_id = %s",
                                      (thread_id,))
             row = await cur.fetchone()
+            ttl = None
+            if row is not None and include_ttl:
+                cur = await conn.execute(_GET_TTL_SQL, {"thread_id": thread_id})
+                ttl = await cur.fetchone()
         if row is None:
             raise NotFound(f"thread {thread_id} not found")
-        return _thread_json(row)
+        thread = _thread_json(row)
+        if ttl is not None:
+            thread["ttl"] = {"strategy": ttl["strategy"], "ttl_minutes": ttl["ttl_minutes"],
+                             "expires_at": ttl["expires_at"].isoformat()}
+        return thread
 
-    async def patch(self, thread_id: str, metadata: dict[str, Any]) -> dict[str, Any]:
-        async with self.pool.connection() as conn:
+    async def patch(self, thread_id: str, metadata: dict[str, Any], ttl: ThreadTTL | None = None) -> dict[str, Any]:
+        """Metadata merged in; a ``ttl`` replaces the thread's and counts from now."""
+        async with self.pool.connection() as conn, conn.transaction():
             cur = await conn.execute(
                 f"UPDATE threads AS t SET metadata = t.metadata || %s, updated_at = now() "
                 f"WHERE t.thread_id = %s RETURNING {_THREAD_COLUMNS}",
                 (Jsonb(metadata), thread_id),
             )
             row = await cur.fetchone()
+            if row is not None and ttl is not None:
+                await conn.execute(_SET_TTL_SQL, _ttl_params(thread_id, ttl))
         if row is None:
             raise NotFound(f"thread {thread_id} not found")
         return _thread_json(row)
@@ -392,7 +436,10 @@ class MemoryThreadStore:
     def _now() -> str:
         return dt.datetime.now(dt.UTC).isoformat()
 
-    async def create(self, thread_id: str | None, metadata: dict[str, Any], if_exists: str) -> dict[str, Any]:
+    async def create(self, thread_id: str | None, metadata: dict[str, Any], if_exists: str,
+                     ttl: ThreadTTL | None = None) -> dict[str, Any]:
+        if ttl is not None:
+            raise NotSupported("thread ttl needs PostgreSQL (CHECKPOINTER=memory sweeps nothing)")
         thread_id = thread_id or new_thread_id()
         if thread_id in self.threads:
             if if_exists == "do_nothing":
@@ -411,10 +458,12 @@ class MemoryThreadStore:
         except KeyError:
             raise NotFound(f"thread {thread_id} not found") from None
 
-    async def get(self, thread_id: str) -> dict[str, Any]:
+    async def get(self, thread_id: str, include_ttl: bool = False) -> dict[str, Any]:
         return dict(self._get(thread_id).data)
 
-    async def patch(self, thread_id: str, metadata: dict[str, Any]) -> dict[str, Any]:
+    async def patch(self, thread_id: str, metadata: dict[str, Any], ttl: ThreadTTL | None = None) -> dict[str, Any]:
+        if ttl is not None:
+            raise NotSupported("thread ttl needs PostgreSQL (CHECKPOINTER=memory sweeps nothing)")
         thread = self._get(thread_id)
         thread.data["metadata"] = {**thread.data["metadata"], **metadata}
         thread.data["updated_at"] = self._now()

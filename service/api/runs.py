@@ -107,7 +107,7 @@ def _sse(events: AsyncIterator[Event], heartbeat: float, modes: set[str] | None 
                     finished = True
                     return
                 pending = asyncio.ensure_future(iterator.__anext__())
-                if modes and event not in ("metadata", "error") and event.split("|")[0] not in modes:
+                if modes and event not in ("metadata", "error") and _mode_of(event) not in modes:
                     continue
                 yield b"event: " + event.encode() + b"\ndata: " + data + b"\nid: " + str(seq).encode() + b"\n\n"
         finally:
@@ -120,6 +120,11 @@ def _sse(events: AsyncIterator[Event], heartbeat: float, modes: set[str] | None 
                 await asyncio.shield(on_disconnect())
 
     return body()
+
+
+def _mode_of(event: str) -> str:
+    """The stream mode an event belongs to: ``updates|sub`` to updates, ``messages/partial`` to messages."""
+    return event.split("|")[0].split("/")[0]
 
 
 def _modes_filter(stream_mode: list[str] | None) -> set[str] | None:

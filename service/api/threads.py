@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 import msgspec
@@ -16,11 +17,24 @@ from service.errors import BAD_REQUEST_RESPONSES, BadRequest, Conflict, NotFound
 from service.graphs import GraphEntry, resolve
 from service.serde import to_jsonable
 from service.thread_storage import ThreadStorage
-from service.threads import Filters, ThreadStatus
+from service.threads import Filters, ThreadStatus, ThreadTTL
 from service.validation import storable
 
 MAX_LIMIT = 1000
+MAX_TTL_MINUTES = 100_000_000  # about 190 years; PostgreSQL's timestamps end in the year 294276
 ThreadStatusName = Literal["idle", "busy", "interrupted", "error"]
+
+
+class TTLBody(msgspec.Struct, kw_only=True):
+    """A thread's time to live, as the spec's ``TTL``: ``ttl`` minutes from now, then ``strategy``."""
+
+    strategy: Literal["delete", "keep_latest"] = "delete"
+    ttl: float | None = None
+
+    def parsed(self) -> ThreadTTL:
+        if self.ttl is None or not math.isfinite(self.ttl) or not 0 <= self.ttl <= MAX_TTL_MINUTES:
+            raise Unprocessable(f"ttl.ttl must be a number of minutes from 0 to {MAX_TTL_MINUTES}, got {self.ttl!r}")
+        return ThreadTTL(self.strategy, float(self.ttl))
 
 
 class ThreadCreate(msgspec.Struct, kw_only=True):
@@ -29,12 +43,12 @@ class ThreadCreate(msgspec.Struct, kw_only=True):
     if_exists: Literal["raise", "do_nothing"] = "raise"
     graph_id: str | None = None
     supersteps: list[Any] | None = None
-    ttl: Any = None
+    ttl: TTLBody | None = None
 
 
 class ThreadPatch(msgspec.Struct, kw_only=True):
     metadata: dict[str, Any] = msgspec.field(default_factory=dict)
-    ttl: Any = None
+    ttl: TTLBody | None = None
 
 
 class ThreadSearch(msgspec.Struct, kw_only=True):
@@ -107,8 +121,7 @@ def _check_page(limit: int, offset: int = 0) -> None:
 async def create_thread(data: ThreadCreate, resources: ResourcesT) -> dict[str, Any]:
     if data.supersteps:
         raise Unprocessable("supersteps are not supported by this server")
-    if data.ttl is not None:
-        raise Unprocessable("thread ttl is not supported by this server; use the prune CronJob")
+    ttl = data.ttl.parsed() if data.ttl is not None else None
     storable(data.metadata, "metadata")
     if data.thread_id is not None:
         storable(data.thread_id, "thread_id")
@@ -116,24 +129,25 @@ async def create_thread(data: ThreadCreate, resources: ResourcesT) -> dict[str, 
     if data.graph_id:
         resolve(resources.graphs, data.graph_id)
         metadata["graph_id"] = data.graph_id
-    thread = await resources.threads.create(data.thread_id, metadata, data.if_exists)
+    thread = await resources.threads.create(data.thread_id, metadata, data.if_exists, ttl)
     _bind(thread["thread_id"])
     return thread
 
 
 @get("/threads/{thread_id:str}")
-async def get_thread(thread_id: str, resources: ResourcesT) -> dict[str, Any]:
+async def get_thread(thread_id: str, resources: ResourcesT, include: str | None = None) -> dict[str, Any]:
+    """``include=ttl`` adds the thread's TTL (``strategy``, ``ttl_minutes``, ``expires_at``) when it has one."""
     _bind(thread_id)
-    return await resources.threads.get(thread_id)
+    fields = {f.strip() for f in (include or "").split(",")}  # others are ignored, as the LangGraph Server does
+    return await resources.threads.get(thread_id, include_ttl="ttl" in fields)
 
 
 @patch("/threads/{thread_id:str}")
 async def patch_thread(thread_id: str, data: ThreadPatch, resources: ResourcesT) -> dict[str, Any]:
     _bind(thread_id)
-    if data.ttl is not None:
-        raise Unprocessable("thread ttl is not supported by this server; use the prune CronJob")
+    ttl = data.ttl.parsed() if data.ttl is not None else None
     storable(data.metadata, "metadata")
-    return await resources.threads.patch(thread_id, data.metadata)
+    return await resources.threads.patch(thread_id, data.metadata, ttl)
 
 
 @delete("/threads/{thread_id:str}", status_code=204)

@@ -8,11 +8,20 @@ it calls ``emit(event, payload)`` for every stream event and returns an :class:`
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import msgspec
+from langchain_core.messages import (
+    AIMessageChunk,
+    BaseMessage,
+    BaseMessageChunk,
+    ToolMessageChunk,
+    convert_to_messages,
+    message_chunk_to_message,
+)
 from langgraph.types import Command
 
 from service.errors import Unprocessable
@@ -20,9 +29,10 @@ from service.graphs import GraphEntry
 from service.serde import to_jsonable
 from service.threads import RunStatus, ThreadStatus
 
-STREAM_MODES = {"values", "updates", "messages-tuple", "custom", "debug", "tasks", "checkpoints"}
+STREAM_MODES = {"values", "updates", "messages", "messages-tuple", "custom", "debug", "tasks", "checkpoints",
+                "events"}
+# The graph's own stream mode for each requested one; "events" is no graph mode (astream_events gives it).
 _GRAPH_MODE = {"messages-tuple": "messages"}
-_EVENT_NAME = {"messages": "messages"}
 
 Emit = Callable[[str, Any], Awaitable[None]]
 
@@ -140,12 +150,55 @@ async def run_graph(entry: GraphEntry, body: RunCreate, target: RunTarget, emit:
         return await _run(graph, config, body, target, emit, resume)
 
 
+class _Messages:
+    """``stream_mode: "messages"`` as the LangGraph Server streams it (langgraph-api 0.16.7, ``stream.py``).
+
+    Every message chunk of the graph's ``messages`` stream is added to the message of its id; the
+    first chunk of an id gives ``messages/metadata`` (``{id: {"metadata": ...}}``), then each gives
+    ``messages/partial`` with the message accumulated so far, or ``messages/complete`` when the
+    graph streamed a whole message (not a chunk). Payloads are lists of message dicts.
+    """
+
+    def __init__(self) -> None:
+        self.by_id: dict[str | None, BaseMessage] = {}
+
+    def events(self, chunk: Any) -> list[tuple[str, Any]]:
+        raw, meta = chunk
+        is_chunk = False
+        if isinstance(raw, dict):
+            kind, role = str(raw.get("type", "")).lower(), str(raw.get("role", "")).lower()
+            if "chunk" in kind or "chunk" in role:
+                cls = AIMessageChunk if "ai" in role else ToolMessageChunk if "tool" in role else BaseMessageChunk
+                msg: BaseMessage = cls(**raw)
+                is_chunk = True
+            else:
+                msg = convert_to_messages([raw])[0]
+        else:
+            msg = raw
+        out: list[tuple[str, Any]] = []
+        if msg.id in self.by_id:
+            self.by_id[msg.id] = cast("BaseMessage", self.by_id[msg.id] + msg)  # chunk + chunk: one chunk
+        else:
+            self.by_id[msg.id] = msg
+            out.append(("messages/metadata", {msg.id: {"metadata": to_jsonable(meta)}}))
+        # As the LangGraph Server does: a message object's accumulation goes out as a whole message
+        # (type "ai", not "AIMessageChunk"); only chunks that came as dicts stay chunks.
+        current = self.by_id[msg.id] if is_chunk else message_chunk_to_message(self.by_id[msg.id])
+        name = "messages/partial" if isinstance(msg, BaseMessageChunk) else "messages/complete"
+        out.append((name, [to_jsonable(current)]))
+        return out
+
+
 async def _run(graph: Any, config: dict[str, Any], body: RunCreate, target: RunTarget, emit: Emit | None,
                resume: bool) -> Outcome:
     thread_id = target.thread_id
     requested = requested_modes(body) if emit is not None else []
-    graph_modes = list(dict.fromkeys([_GRAPH_MODE.get(m, m) for m in requested] + ["values", "updates"]))
-    emit_modes = {_GRAPH_MODE.get(m, m) for m in requested}
+    graph_modes = list(dict.fromkeys([_GRAPH_MODE.get(m, m) for m in requested if m != "events"]
+                                     + ["values", "updates"]))
+    # Both message modes read the graph's "messages" stream; messages-tuple wins, as on the LangGraph Server.
+    tuples = "messages-tuple" in requested
+    messages = _Messages() if "messages" in requested and not tuples else None
+    emit_modes = {_GRAPH_MODE.get(m, m) for m in requested} - {"events"}
     graph_input: Any = body.input
     if resume:
         graph_input = None
@@ -164,7 +217,7 @@ async def _run(graph: Any, config: dict[str, Any], body: RunCreate, target: RunT
     values: dict[str, Any] | None = None
     interrupted = False
     interrupt_list: list[Any] = []
-    async for item in graph.astream(graph_input, config, **kwargs):
+    async for item in _chunks(graph, graph_input, config, kwargs, "events" in requested, resume, target, emit):
         if body.stream_subgraphs:
             namespace, mode, chunk = item
         else:
@@ -175,11 +228,16 @@ async def _run(graph: Any, config: dict[str, Any], body: RunCreate, target: RunT
             elif mode == "updates" and isinstance(chunk, dict) and "__interrupt__" in chunk:
                 interrupted = True
                 interrupt_list = to_jsonable(list(chunk["__interrupt__"]))
-        if emit is not None and mode in emit_modes:
-            event = _EVENT_NAME.get(mode, mode)
-            if namespace:
-                event = "|".join([event, *namespace])
-            await emit(event, to_jsonable(chunk))
+        if emit is None or mode not in emit_modes:
+            continue
+        if mode == "messages" and messages is not None:
+            for event, payload in messages.events(chunk):
+                await emit(event, payload)
+            continue
+        event = mode
+        if namespace:
+            event = "|".join([event, *namespace])
+        await emit(event, to_jsonable(chunk))
 
     interrupts: dict[str, Any] = {}
     if interrupt_list:
@@ -193,6 +251,28 @@ async def _run(graph: Any, config: dict[str, Any], body: RunCreate, target: RunT
     if interrupted:
         return Outcome("interrupted", "interrupted", json_values, interrupts, interrupt_list)
     return Outcome("success", "idle", json_values)
+
+
+async def _chunks(graph: Any, graph_input: Any, config: dict[str, Any], kwargs: dict[str, Any], events: bool,
+                  resume: bool, target: RunTarget, emit: Emit | None) -> AsyncIterator[Any]:
+    """The graph's stream items; with ``events``, read from ``astream_events`` (v2) as the LangGraph Server does.
+
+    There the graph's own stream items are the ``on_chain_stream`` events of the run's root (whose
+    run id is the run's, a fresh one on a later attempt); every other event goes out as ``events``.
+    """
+    if not events:
+        async for item in graph.astream(graph_input, config, **kwargs):
+            yield item
+        return
+    root = str(uuid.uuid4()) if resume else target.run_id
+    async for event in graph.astream_events(graph_input, {**config, "run_id": uuid.UUID(root)}, version="v2",
+                                            **kwargs):
+        if "langsmith:hidden" in (event.get("tags") or ()):
+            continue
+        if event["event"] == "on_chain_stream" and str(event["run_id"]) == root:
+            yield event["data"]["chunk"]
+        elif emit is not None:
+            await emit("events", to_jsonable(event))
 
 
 # The stored error message of a run the database failed under (not the graph); a runs/wait that

@@ -33,8 +33,9 @@ SPEC: dict[str, Any] = json.loads(SPEC_FILE.read_text())
 EXCLUDED_PREFIXES = ("/a2a/", "/mcp/")  # A2A and MCP are out of scope (issue 11)
 METHODS = ("get", "post", "put", "patch", "delete")
 
-_THREAD_STREAM = ("the protocol's thread events and commands (stream v2): not built yet; the thread stream "
-                  "of run events (GET /threads/{thread_id}/stream) is served")
+_THREAD_STREAM = ("Protocol v2 (langgraph-sdk's threads.stream): a second wire protocol whose frames' data the spec "
+                  "leaves to langgraph-api's event_streaming package (~4,600 lines, behind FF_V2_EVENT_STREAMING); "
+                  "not ported. The thread stream of run events (GET /threads/{thread_id}/stream) is served")
 
 # The spec's operations this service does not serve (yet), and why. The README's API table says the same.
 NOT_SERVED: dict[tuple[str, str], str] = {
@@ -283,11 +284,14 @@ def exercise(c: SyncLangGraphClient) -> None:
     c.threads.get_state(tid)
     c.threads.search(select=["thread_id", "status"], limit=2)
     c.threads.get(tid)
-    c.threads.update(tid, metadata={"round": 2})
+    c.threads.update(tid, metadata={"round": 2}, ttl={"strategy": "delete", "ttl": 24 * 60})
+    assert c.threads.get(tid, include=["ttl"])["ttl"]["ttl_minutes"] == 24 * 60
+    c.threads.get(c.threads.create(ttl=60)["thread_id"], include=["ttl"])
     c.threads.search(metadata={"suite": "conformance"})
     c.threads.count(metadata={"suite": "conformance"})
     c.runs.wait(tid, aid, input=ask("Where is my invoice?"))
     list(c.runs.stream(tid, aid, input=ask("The login fails"), stream_mode=["values", "updates"]))
+    list(c.runs.stream(tid, aid, input=ask("And the app?"), stream_mode=["messages", "events"]))
     state = c.threads.get_state(tid)
     c.threads.get_state(tid, checkpoint_id=state["checkpoint"]["checkpoint_id"])
     c.threads.get_state(tid, checkpoint=state["checkpoint"], subgraphs=True)

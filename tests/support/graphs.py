@@ -8,6 +8,7 @@ import operator
 from dataclasses import dataclass
 from typing import Annotated, Any
 
+from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, AnyMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph import END, START, StateGraph
@@ -97,10 +98,39 @@ _ticker.add_edge(START, "tick")
 _ticker.add_conditional_edges("tick", more, ["tick", END])
 ticker = _ticker.compile()
 
+
+# A chat model that streams its reply token by token (LangChain's fake model: offline, deterministic),
+# then a node that adds a whole message without streaming it.
+REPLY = "Sure: your order ships on Monday."
+SIGNATURE = "-- the order desk"
+
+
+class ChatState(TypedDict, total=False):
+    messages: Annotated[list[AnyMessage], add_messages]
+
+
+async def answer(state: ChatState) -> ChatState:
+    model = GenericFakeChatModel(messages=iter([AIMessage(content=REPLY)]))
+    return {"messages": [await model.ainvoke(state.get("messages", []))]}
+
+
+def sign(state: ChatState) -> ChatState:
+    # A new id each turn: a message whose id the state already has is not streamed again.
+    return {"messages": [AIMessage(content=SIGNATURE, id=f"signature-{len(state.get('messages', []))}")]}
+
+
+_chatty: StateGraph[ChatState] = StateGraph(ChatState)
+_chatty.add_node("answer", answer)
+_chatty.add_node("sign", sign)
+_chatty.add_edge(START, "answer")
+_chatty.add_edge("answer", "sign")
+_chatty.add_edge("sign", END)
+chatty = _chatty.compile()
+
 GRAPHS = (
     '{"support": "service.graphs.support:graph", "slow": "tests.support.graphs:slow", '
     '"failing": "tests.support.graphs:failing", "ledger": "tests.support.graphs:ledger", '
-    '"ticker": "tests.support.graphs:ticker"}'
+    '"ticker": "tests.support.graphs:ticker", "chatty": "tests.support.graphs:chatty"}'
 )
 
 
