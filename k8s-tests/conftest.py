@@ -57,7 +57,8 @@ DEV_VALUES = CHART_DIR / "ci" / "dev-values.yaml"
 POSTGRES_MANIFEST = HERE / "manifests" / "postgres.yaml"
 DEFAULT_CLUSTER = "langgraph-pg"
 DB_NAMESPACE = "langgraph-db"
-RELEASE_NAMESPACES = ("lgpg-a", "lgpg-b", "lgpg-c", "lgpg-fail", "lgpg-plain", "lgpg-mon", "lgpg-helm3")
+RELEASE_NAMESPACES = ("lgpg-a", "lgpg-b", "lgpg-c", "lgpg-fail", "lgpg-plain", "lgpg-mon", "lgpg-helm3",
+                      "lgpg-ct")
 ARTIFACTS = Path(os.environ.get("K8S_ARTIFACTS_DIR", "/tmp/k8s-test-artifacts"))  # noqa: S108
 APP_ROLE, OWNER_ROLE = "langgraph_app", "langgraph_owner"
 POD_TMP = "/tmp"  # noqa: S108 - an emptyDir of the loader Pod, not this machine's /tmp

@@ -3,9 +3,9 @@ against ct's yamllint rules, and `helm lint` with every values file in the chart
 
 ct is built from its Go module and its configuration read from the same module source
 (scripts/install-chart-testing.sh); without a Go toolchain the tests skip with that reason.
-`ct install` is not run: the chart's ci/ files are render fixtures for tests/chart (databases that
-do not exist, an image on a registry), which ct would install one by one; the real installs are
-in k8s-tests/.
+`ct install` runs on a real cluster in k8s-tests/test_chart_testing.py, with its own values
+directory (k8s-tests/ct/): the chart's ci/ files are render fixtures for tests/chart (databases that
+do not exist, an image on a registry), which ct would install one by one.
 """
 
 from __future__ import annotations
