@@ -139,7 +139,15 @@ def _reason() -> str | None:
     return missing_requirements()
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "own_database: deploys k8s-tests/manifests/postgres.yaml itself (namespace "
+                            "langgraph-db, skaffold); runs before the session's PostgreSQL, which replaces it")
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Tests that deploy the manifest's PostgreSQL themselves go first: the session's PostgreSQL
+    # (the `postgres` fixture) starts by deleting theirs, and they would replace the session's.
+    items.sort(key=lambda item: item.get_closest_marker("own_database") is None)
     reason = _reason()
     if reason is None:
         return

@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
@@ -38,7 +39,9 @@ pytestmark = pytest.mark.k8s
 
 CT_DIR = HERE / "ct"
 CT_CONFIG = CT_DIR / "ct.yaml"
-CT_DATABASE = "langgraph_ct"
+# The database ct's values name (the test creates it).
+CT_DATABASE = urlsplit(yaml.safe_load((CT_DIR / "ci" / "local-values.yaml").read_text())["database"]["migrateUrl"]
+                       ).path.lstrip("/")
 
 
 @functools.cache

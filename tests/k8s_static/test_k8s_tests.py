@@ -96,10 +96,18 @@ class TestCollection:
         files = {i.split("::")[0] for i in ids}
         assert files == {f"k8s-tests/test_{n}.py" for n in
                          ("install", "conversations", "upgrade", "shared_database", "pod_deletion",
-                          "failed_migration", "plain_job", "objects", "isolation")}
+                          "failed_migration", "plain_job", "objects", "isolation", "chart_testing", "skaffold")}
         assert len(ids) >= 9
         unmarked = pytest_k8s("--collect-only", "-q", "-m", "not k8s")
         assert "no tests collected" in unmarked.stdout or " 0 " in unmarked.stdout or "deselected" in unmarked.stdout
+
+    def test_should_run_the_tests_that_deploy_their_own_database_first(self) -> None:
+        # test_skaffold deploys the manifest's PostgreSQL into the session's namespace: before the
+        # session's PostgreSQL exists (which replaces it), whatever the file order.
+        result = pytest_k8s("--collect-only", "-q")
+        ids = [line for line in result.stdout.splitlines() if "::" in line]
+        assert ids[0].startswith("k8s-tests/test_skaffold.py::"), ids
+        assert not any(i.startswith("k8s-tests/test_skaffold.py::") for i in ids[1:]), ids
 
     def test_should_skip_with_the_reason_without_a_cluster(self, tmp_path: Path) -> None:
         # A kubeconfig that names no cluster at all: every test skips, saying which file.
