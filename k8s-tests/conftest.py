@@ -139,6 +139,19 @@ def _reason() -> str | None:
     return missing_requirements()
 
 
+def pytest_report_header(config: pytest.Config) -> str:
+    """Which cluster, and how the session treats it (scripts/k8s-test-kubeconfig.sh checks this line)."""
+    mode = target()
+    if mode == "kind":
+        return f"k8s cluster: kind {os.environ.get('KIND_CLUSTER', DEFAULT_CLUSTER)}"
+    path = kubeconfig_path()
+    if path.resolve() == LOCAL_KUBECONFIG.resolve():
+        return f"k8s cluster: make cluster's, kubeconfig {path} (images built here and imported into its node)"
+    image = os.environ.get("K8S_TEST_IMAGE", "langgraph-pg:k8s-test")
+    policy = os.environ.get("K8S_IMAGE_PULL_POLICY", "IfNotPresent")
+    return f"k8s cluster: an existing cluster, kubeconfig {path} (image {image} must be pullable there, {policy})"
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "own_database: deploys k8s-tests/manifests/postgres.yaml itself (namespace "
                             "langgraph-db, skaffold); runs before the session's PostgreSQL, which replaces it")

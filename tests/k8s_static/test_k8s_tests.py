@@ -67,6 +67,24 @@ class TestTarget:
         monkeypatch.setenv("K8S_CLUSTER", "kind")
         assert conftest.target() == "kind"
 
+    def test_should_say_in_the_header_whether_the_cluster_is_make_clusters(
+            self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        # scripts/k8s-test-kubeconfig.sh gives the tests a copy of make cluster's kubeconfig and
+        # checks this line: a copy is an existing cluster (nothing built or imported), not make cluster's.
+        conftest = k8s_conftest()
+        monkeypatch.delenv("K8S_CLUSTER", raising=False)
+        monkeypatch.delenv("K8S_TEST_IMAGE", raising=False)
+        monkeypatch.delenv("K8S_IMAGE_PULL_POLICY", raising=False)
+        monkeypatch.delenv("KUBECONFIG", raising=False)
+        assert conftest.pytest_report_header(None).startswith("k8s cluster: make cluster's, kubeconfig ")
+        copy = tmp_path / "kubeconfig"
+        monkeypatch.setenv("KUBECONFIG", str(copy))
+        assert conftest.pytest_report_header(None) == (
+            f"k8s cluster: an existing cluster, kubeconfig {copy} (image langgraph-pg:k8s-test must be pullable "
+            "there, IfNotPresent)")
+        script = (REPO_ROOT / "scripts" / "k8s-test-kubeconfig.sh").read_text()
+        assert 'grep -q "^k8s cluster: an existing cluster, kubeconfig $dir/kubeconfig "' in script
+
     def test_should_refuse_an_unknown_cluster_kind(self, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv("KUBECONFIG", raising=False)
         monkeypatch.setenv("K8S_CLUSTER", "minikube")
