@@ -480,11 +480,9 @@ images() {  # build the images (k8s/image/build-images.sh) and import them into 
 import_images() {  # import_images IMAGE...: from the private dockerd into the node's containerd
     [ -S "$RUN/containerd.sock" ] || die "the cluster is not up (k8s/cluster/cluster.sh up)"
     [ "$#" -gt 0 ] || die "import: name at least one image"
-    local image
-    for image in "$@"; do
-        docker_cli save "$image" | ctr --address "$RUN/containerd.sock" --namespace k8s.io images import - >/dev/null
-        log "imported $image into the node's containerd"
-    done
+    # One archive for all of them: layers they share are written and unpacked once.
+    docker_cli save "$@" | ctr --address "$RUN/containerd.sock" --namespace k8s.io images import - >/dev/null
+    log "imported $* into the node's containerd"
 }
 
 import_built() {  # import_built IMAGE: an image skaffold just built (the `local` profile's after-build hook)
