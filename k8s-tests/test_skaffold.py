@@ -76,10 +76,12 @@ def wait_gone(cluster: Cluster, *args: str, timeout: float = 300) -> None:
         time.sleep(2)
 
 
-def test_skaffold_run_should_deploy_what_it_built_and_delete_it(cluster: Cluster, image: tuple[str, str],
-                                                               helm3: str, tmp_path: Path) -> None:
+def test_skaffold_run_should_deploy_what_it_built_and_delete_it(cluster: Cluster, request: pytest.FixtureRequest,
+                                                               tmp_path: Path) -> None:
     if cluster.kubeconfig.resolve() != LOCAL_KUBECONFIG.resolve():
         pytest.skip("the `local` profile is for make cluster's cluster (kind: -p kind, others: -p remote)")
+    request.getfixturevalue("image")  # on make cluster's cluster: the bases the profile builds FROM are there
+    helm3: str = request.getfixturevalue("helm3")
     release = release_of_skaffold_yaml()
     namespace, name = release["namespace"], release["name"]
     # What an earlier run may have left: skaffold's release and PostgreSQL, or the session's.
