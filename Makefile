@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PG15_BIN := /usr/lib/postgresql/15/bin
 
-.PHONY: venv run test lint unit integration integration-pg15 tools chart-tools chart-test cluster cluster-down k8s-test bench lock db-stop clean
+.PHONY: venv run test lint unit integration integration-pg15 tools chart-tools chart-test cluster cluster-down k8s-test k8s-test-kubeconfig bench lock db-stop clean
 
 $(BIN)/.installed: pyproject.toml requirements-dev.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -65,6 +65,11 @@ cluster-down:
 k8s-test: venv
 	@if [ -z "$$KUBECONFIG" ] && [ "$${K8S_CLUSTER:-local}" = local ]; then ./k8s/cluster/cluster.sh up >/dev/null; fi
 	$(BIN)/pytest k8s-tests -m k8s -p no:cacheprovider
+
+## k8s-test-kubeconfig: test_install.py on `make cluster`'s running cluster through a copy of its kubeconfig
+## in KUBECONFIG, the way the tests meet any existing cluster (nothing started, built or imported).
+k8s-test-kubeconfig: venv
+	BIN=$(BIN) ./scripts/k8s-test-kubeconfig.sh
 
 bench: venv
 	$(BIN)/python bench/migrate_race.py

@@ -57,7 +57,8 @@ DEV_VALUES = CHART_DIR / "ci" / "dev-values.yaml"
 POSTGRES_MANIFEST = HERE / "manifests" / "postgres.yaml"
 DEFAULT_CLUSTER = "langgraph-pg"
 DB_NAMESPACE = "langgraph-db"
-RELEASE_NAMESPACES = ("lgpg-a", "lgpg-b", "lgpg-c", "lgpg-fail", "lgpg-plain", "lgpg-mon", "lgpg-helm3")
+RELEASE_NAMESPACES = ("lgpg-a", "lgpg-b", "lgpg-c", "lgpg-fail", "lgpg-plain", "lgpg-mon", "lgpg-helm3",
+                      "lgpg-ct")
 ARTIFACTS = Path(os.environ.get("K8S_ARTIFACTS_DIR", "/tmp/k8s-test-artifacts"))  # noqa: S108
 APP_ROLE, OWNER_ROLE = "langgraph_app", "langgraph_owner"
 POD_TMP = "/tmp"  # noqa: S108 - an emptyDir of the loader Pod, not this machine's /tmp
@@ -138,7 +139,28 @@ def _reason() -> str | None:
     return missing_requirements()
 
 
+def pytest_report_header(config: pytest.Config) -> str:
+    """Which cluster, and how the session treats it (scripts/k8s-test-kubeconfig.sh checks this line)."""
+    mode = target()
+    if mode == "kind":
+        return f"k8s cluster: kind {os.environ.get('KIND_CLUSTER', DEFAULT_CLUSTER)}"
+    path = kubeconfig_path()
+    if path.resolve() == LOCAL_KUBECONFIG.resolve():
+        return f"k8s cluster: make cluster's, kubeconfig {path} (images built here and imported into its node)"
+    image = os.environ.get("K8S_TEST_IMAGE", "langgraph-pg:k8s-test")
+    policy = os.environ.get("K8S_IMAGE_PULL_POLICY", "IfNotPresent")
+    return f"k8s cluster: an existing cluster, kubeconfig {path} (image {image} must be pullable there, {policy})"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "own_database: deploys k8s-tests/manifests/postgres.yaml itself (namespace "
+                            "langgraph-db, skaffold); runs before the session's PostgreSQL, which replaces it")
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Tests that deploy the manifest's PostgreSQL themselves go first: the session's PostgreSQL
+    # (the `postgres` fixture) starts by deleting theirs, and they would replace the session's.
+    items.sort(key=lambda item: item.get_closest_marker("own_database") is None)
     reason = _reason()
     if reason is None:
         return

@@ -6,6 +6,9 @@
 #   k8s/cluster/cluster.sh down     stop every process it started, remove its network and state
 #   k8s/cluster/cluster.sh status   exit 0 when the API answers and the node is Ready
 #   k8s/cluster/cluster.sh images   build the test images (k8s/image/build-images.sh), import them
+#   k8s/cluster/cluster.sh import IMAGE...   copy images of the private dockerd into the node's containerd
+#   k8s/cluster/cluster.sh import-built IMAGE   the same for an image skaffold built (the `local`
+#                                   profile's after-build hook), also under the tag skaffold deploys
 #   k8s/cluster/cluster.sh dockerd-up|dockerd-down   a private dockerd for image builds
 #
 # Layout (nothing of it is shared with another cluster or a system daemon):
@@ -471,19 +474,35 @@ images() {  # build the images (k8s/image/build-images.sh) and import them into 
     [ -S "$RUN/containerd.sock" ] || die "the cluster is not up (k8s/cluster/cluster.sh up)"
     dockerd_up
     DOCKER_HOST="unix://$DOCKER_SOCK" DOCKER="${DOCKER:-/usr/bin/docker}" "$repo/k8s/image/build-images.sh"
-    local image
-    for image in "$PAUSE_IMAGE" langgraph-pg-postgres:15 "${K8S_TEST_IMAGE:-langgraph-pg:k8s-test}"; do
-        docker_cli save "$image" | ctr --address "$RUN/containerd.sock" --namespace k8s.io images import - >/dev/null
-        log "imported $image into the node's containerd"
-    done
+    import_images "$PAUSE_IMAGE" langgraph-pg-postgres:15 "${K8S_TEST_IMAGE:-langgraph-pg:k8s-test}"
+}
+
+import_images() {  # import_images IMAGE...: from the private dockerd into the node's containerd
+    [ -S "$RUN/containerd.sock" ] || die "the cluster is not up (k8s/cluster/cluster.sh up)"
+    [ "$#" -gt 0 ] || die "import: name at least one image"
+    # One archive for all of them: layers they share are written and unpacked once.
+    docker_cli save "$@" | ctr --address "$RUN/containerd.sock" --namespace k8s.io images import - >/dev/null
+    log "imported $* into the node's containerd"
+}
+
+import_built() {  # import_built IMAGE: an image skaffold just built (the `local` profile's after-build hook)
+    # skaffold deploys an image it did not push as <name>:<image ID without "sha256:">
+    # (docker.TagWithImageID), a tag it adds only after the hook: give the image that tag here,
+    # so the tag the pods name is in containerd too.
+    local image="${1:?import-built: name the image}" id
+    id="$(docker_cli image inspect --format '{{.Id}}' "$image")"
+    docker_cli tag "$image" "${image%:*}:${id#sha256:}"
+    import_images "$image" "${image%:*}:${id#sha256:}"
 }
 
 case "${1:-}" in
     up) up ;;
     images) images ;;
+    import) shift; import_images "$@" ;;
+    import-built) shift; import_built "$@" ;;
     down) down ;;
     status) status ;;
     dockerd-up) dockerd_up ;;
     dockerd-down) dockerd_down ;;
-    *) echo "usage: k8s/cluster/cluster.sh up|down|status|images|dockerd-up|dockerd-down" >&2; exit 2 ;;
+    *) echo "usage: k8s/cluster/cluster.sh up|down|status|images|import IMAGE...|import-built IMAGE|dockerd-up|dockerd-down" >&2; exit 2 ;;
 esac

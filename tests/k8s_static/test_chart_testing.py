@@ -3,9 +3,9 @@ against ct's yamllint rules, and `helm lint` with every values file in the chart
 
 ct is built from its Go module and its configuration read from the same module source
 (scripts/install-chart-testing.sh); without a Go toolchain the tests skip with that reason.
-`ct install` is not run: the chart's ci/ files are render fixtures for tests/chart (databases that
-do not exist, an image on a registry), which ct would install one by one; the real installs are
-in k8s-tests/.
+`ct install` runs on a real cluster in k8s-tests/test_chart_testing.py, with its own values
+directory (k8s-tests/ct/): the chart's ci/ files are render fixtures for tests/chart (databases that
+do not exist, an image on a registry), which ct would install one by one.
 """
 
 from __future__ import annotations
@@ -15,10 +15,12 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
+import yaml
 
-from tests.chart.conftest import CHART_DIR, REPO_ROOT, TOOLS_DIR, helm_binary
+from tests.chart.conftest import CHART_DIR, REPO_ROOT, TOOLS_DIR, helm_binary, render_chart
 
 
 @functools.cache
@@ -60,3 +62,37 @@ class TestCtLint:
         result = ct_lint(tmp_path, "langgraph-pg")
         assert result.returncode != 0, result.stdout
         assert "maintainers.0.name: Required field missing" in result.stdout + result.stderr
+
+
+class TestCtInstallValues:
+    """k8s-tests/ct: the configuration and values `ct install` uses on a real cluster."""
+
+    CT_DIR = REPO_ROOT / "k8s-tests" / "ct"
+
+    def test_should_give_ct_one_values_file_pointing_at_the_manifest_postgresql(self) -> None:
+        assert [p.name for p in (self.CT_DIR / "ci").iterdir()] == ["local-values.yaml"]
+        values = yaml.safe_load((self.CT_DIR / "ci" / "local-values.yaml").read_text())
+        manifest = [d for d in yaml.safe_load_all((REPO_ROOT / "k8s-tests" / "manifests" / "postgres.yaml").read_text())
+                    if d]
+        service = next(d for d in manifest if d["kind"] == "Service")
+        init_sql = next(d for d in manifest if d["kind"] == "ConfigMap")["data"]["10-roles.sql"]
+        urls = {key: urlsplit(values["database"][key]) for key in ("url", "migrateUrl")}
+        for url in urls.values():
+            assert url.hostname == f"{service['metadata']['name']}.{service['metadata']['namespace']}"
+            assert f"CREATE ROLE {url.username} LOGIN PASSWORD '{url.password}';" in init_sql
+        assert (urls["url"].username, urls["migrateUrl"].username) == ("langgraph_app", "langgraph_owner")
+        # A database of its own, not the one the other k8s-tests' releases migrate.
+        assert urls["url"].path == urls["migrateUrl"].path != "/langgraph"
+
+    def test_should_render_with_the_chart(self) -> None:
+        docs = render_chart(values_files=[self.CT_DIR / "ci" / "local-values.yaml"])
+        assert {d["kind"] for d in docs} >= {"Deployment", "Service", "Job"}
+
+    def test_should_install_into_one_namespace_selected_by_the_release_label(self) -> None:
+        config = yaml.safe_load((self.CT_DIR / "ct.yaml").read_text())
+        assert config["chart-dirs"] == ["charts"]
+        conftest = (REPO_ROOT / "k8s-tests" / "conftest.py").read_text()
+        assert f'"{config["namespace"]}"' in conftest.split("RELEASE_NAMESPACES =")[1].split(")")[0]
+        server = next(d for d in render_chart() if d["kind"] == "Deployment")
+        assert config["release-label"] in server["metadata"]["labels"]
+        assert "--timeout" in config["helm-extra-args"].split()

@@ -67,6 +67,24 @@ class TestTarget:
         monkeypatch.setenv("K8S_CLUSTER", "kind")
         assert conftest.target() == "kind"
 
+    def test_should_say_in_the_header_whether_the_cluster_is_make_clusters(
+            self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        # scripts/k8s-test-kubeconfig.sh gives the tests a copy of make cluster's kubeconfig and
+        # checks this line: a copy is an existing cluster (nothing built or imported), not make cluster's.
+        conftest = k8s_conftest()
+        monkeypatch.delenv("K8S_CLUSTER", raising=False)
+        monkeypatch.delenv("K8S_TEST_IMAGE", raising=False)
+        monkeypatch.delenv("K8S_IMAGE_PULL_POLICY", raising=False)
+        monkeypatch.delenv("KUBECONFIG", raising=False)
+        assert conftest.pytest_report_header(None).startswith("k8s cluster: make cluster's, kubeconfig ")
+        copy = tmp_path / "kubeconfig"
+        monkeypatch.setenv("KUBECONFIG", str(copy))
+        assert conftest.pytest_report_header(None) == (
+            f"k8s cluster: an existing cluster, kubeconfig {copy} (image langgraph-pg:k8s-test must be pullable "
+            "there, IfNotPresent)")
+        script = (REPO_ROOT / "scripts" / "k8s-test-kubeconfig.sh").read_text()
+        assert 'grep -q "^k8s cluster: an existing cluster, kubeconfig $dir/kubeconfig "' in script
+
     def test_should_refuse_an_unknown_cluster_kind(self, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv("KUBECONFIG", raising=False)
         monkeypatch.setenv("K8S_CLUSTER", "minikube")
@@ -96,10 +114,18 @@ class TestCollection:
         files = {i.split("::")[0] for i in ids}
         assert files == {f"k8s-tests/test_{n}.py" for n in
                          ("install", "conversations", "upgrade", "shared_database", "pod_deletion",
-                          "failed_migration", "plain_job", "objects", "isolation")}
+                          "failed_migration", "plain_job", "objects", "isolation", "chart_testing", "skaffold")}
         assert len(ids) >= 9
         unmarked = pytest_k8s("--collect-only", "-q", "-m", "not k8s")
         assert "no tests collected" in unmarked.stdout or " 0 " in unmarked.stdout or "deselected" in unmarked.stdout
+
+    def test_should_run_the_tests_that_deploy_their_own_database_first(self) -> None:
+        # test_skaffold deploys the manifest's PostgreSQL into the session's namespace: before the
+        # session's PostgreSQL exists (which replaces it), whatever the file order.
+        result = pytest_k8s("--collect-only", "-q")
+        ids = [line for line in result.stdout.splitlines() if "::" in line]
+        assert ids[0].startswith("k8s-tests/test_skaffold.py::"), ids
+        assert not any(i.startswith("k8s-tests/test_skaffold.py::") for i in ids[1:]), ids
 
     def test_should_skip_with_the_reason_without_a_cluster(self, tmp_path: Path) -> None:
         # A kubeconfig that names no cluster at all: every test skips, saying which file.

@@ -76,8 +76,12 @@ def schema_errors(docs: list[dict[str, Any]], schema: Path = SCHEMA) -> list[str
 
 
 def with_profile(cfg: dict[str, Any], name: str) -> dict[str, Any]:
+    """The config with a profile applied as skaffold does: its sections replace the config's, then its patches."""
     profile = next(p for p in cfg["profiles"] if p["name"] == name)
-    return jsonpatch.apply_patch({k: v for k, v in cfg.items() if k != "profiles"}, profile["patches"])
+    base = {k: v for k, v in cfg.items() if k != "profiles"}
+    base.update({k: v for k, v in profile.items() if k in ("build", "test", "render", "manifests", "deploy",
+                                                            "portForward", "resourceSelector", "verify")})
+    return jsonpatch.apply_patch(base, profile.get("patches", []))
 
 
 class TestSchema:
@@ -86,9 +90,12 @@ class TestSchema:
         assert [d["metadata"]["name"] for d in docs] == ["postgresql", "langgraph-pg"]
         assert schema_errors(docs) == []
 
-    @pytest.mark.parametrize("profile", ["kind", "remote"])
+    @pytest.mark.parametrize("profile", ["kind", "remote", "local"])
     def test_should_validate_each_profile_applied(self, profile: str) -> None:
         assert schema_errors([with_profile(config("langgraph-pg"), profile)]) == []
+
+    def test_should_validate_the_database_config_with_its_local_profile(self) -> None:
+        assert schema_errors([with_profile(config("postgresql"), "local")]) == []
 
     def test_should_reject_a_misspelt_key_and_a_wrong_version(self) -> None:
         bad = copy.deepcopy(config("langgraph-pg"))
@@ -103,7 +110,8 @@ class TestSchema:
 
 class TestPublishedSchema:
     def test_should_validate_every_config_and_profile(self) -> None:
-        docs = [*configs(), *(with_profile(config("langgraph-pg"), p) for p in ("kind", "remote"))]
+        docs = [*configs(), *(with_profile(config("langgraph-pg"), p) for p in ("kind", "remote", "local")),
+                with_profile(config("postgresql"), "local")]
         assert json.loads(published_schema().read_text())["$schema"].startswith("http://json-schema.org/draft-07/")
         assert schema_errors(docs, published_schema()) == []
 
@@ -202,7 +210,36 @@ class TestReferences:
     def test_should_push_only_in_the_remote_profile(self) -> None:
         assert config("langgraph-pg")["build"]["local"]["push"] is False
         assert with_profile(config("langgraph-pg"), "kind")["build"]["local"]["push"] is False
+        assert with_profile(config("langgraph-pg"), "local")["build"]["local"]["push"] is False
+        assert with_profile(config("postgresql"), "local")["build"]["local"]["push"] is False
         assert with_profile(config("langgraph-pg"), "remote")["build"]["local"]["push"] is True
+
+    def test_should_build_locally_and_import_into_the_cluster_in_the_local_profile(self) -> None:
+        # `make cluster`'s cluster pulls nothing: both images are built from local bases and
+        # copied into the node's containerd by an after-build hook; the deploys pin its context.
+        main, pg = with_profile(config("langgraph-pg"), "local"), with_profile(config("postgresql"), "local")
+        cluster_sh = (REPO_ROOT / "k8s" / "cluster" / "cluster.sh").read_text()
+        assert "    import-built) shift; import_built" in cluster_sh
+        build_images = (REPO_ROOT / "k8s" / "image" / "build-images.sh").read_text()
+        for cfg in (main, pg):
+            assert cfg["deploy"]["kubeContext"] == "lgpg"  # k8s/cluster/cluster.sh's kubeconfig context
+            assert "contexts:\n  - name: lgpg\n" in cluster_sh
+            artifact = cfg["build"]["artifacts"][0]
+            assert artifact["hooks"]["after"] == [
+                {"command": ["sh", "-c", 'k8s/cluster/cluster.sh import-built "$SKAFFOLD_IMAGE"']}]
+            assert cfg["build"]["local"]["useBuildkit"] is False
+        assert main["build"]["artifacts"][0]["docker"]["buildArgs"] == {"PYTHON_IMAGE": "langgraph-pg-base:bookworm"}
+        assert "import \"$IMAGE_CACHE/bookworm-python\" langgraph-pg-base:bookworm" in build_images
+        # The artifact "postgres" stands for the manifest's image (skaffold replaces it by name),
+        # built FROM the image build-images.sh makes.
+        artifact = pg["build"]["artifacts"][0]
+        manifest = [d for d in yaml.safe_load_all(POSTGRES.read_text()) if d]
+        deployment = next(d for d in manifest if d["kind"] == "Deployment")
+        image = deployment["spec"]["template"]["spec"]["containers"][0]["image"]
+        assert artifact["image"] == image.split(":")[0]
+        dockerfile = (REPO_ROOT / artifact["context"] / artifact["docker"]["dockerfile"]).read_text()
+        assert "ARG BASE=langgraph-pg-postgres:15\nFROM ${BASE}" in dockerfile
+        assert "import \"$pg\" langgraph-pg-postgres:15" in build_images
 
 
 class TestDevDatabase:
