@@ -10,7 +10,8 @@ the expired rows in a statement of their own, so the locks are gone before the c
 prunes (another sweeper, or a run, gets the same threads meanwhile). ``runner`` goes
 over the threads of ``ttl_race_targets`` in random order and gives each one a run: taken at once
 (``run_now``), or queued for later (a pending run the thread waits for), through the run queue's own
-``submit``; in the same transaction it records the thread and its checkpoint count in
+``submit`` (a thread deleted under it is NotFound, as the API answers 404; any other error
+fails the process); in the same transaction it records the thread and its checkpoint count in
 ``ttl_race_taken`` (made by :func:`prepare`). A sweeper prints its counts as one JSON line.
 """
 
@@ -121,7 +122,7 @@ async def run_threads(pool: AsyncConnectionPool[Any], seed: int) -> dict[str, in
                 await conn.execute("INSERT INTO ttl_race_taken SELECT %s, %s, count(*) FROM checkpoints "
                                    "WHERE thread_id = %s", (thread_id, how, thread_id))
             counts[how] += 1
-        except (NotFound, psycopg.errors.ForeignKeyViolation):  # swept before (or while) the run came
+        except NotFound:  # swept before (or while) the run came
             counts["gone"] += 1
     return counts
 
