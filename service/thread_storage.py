@@ -215,7 +215,7 @@ async def sweep_expired(pool: AsyncConnectionPool[Any], checkpointer: Any, batch
     Each batch is one transaction that holds its threads' row locks until it is done: several
     sweepers (every pod, the prune job) take disjoint batches, and no run takes a thread while its
     TTL is applied. ``keep_latest`` needs a second connection of the pool (the checkpointer's prune
-    runs beside the locking transaction)."""
+    runs beside the locking transaction): with ``DB_POOL_MAX_SIZE=1`` it is skipped, with a warning."""
     done = {"delete": 0, "keep_latest": 0}
     while True:
         async with pool.connection() as conn, conn.transaction():
@@ -228,6 +228,9 @@ async def sweep_expired(pool: AsyncConnectionPool[Any], checkpointer: Any, batch
         done["delete"] += len(ids)
         if len(locked) < batch:
             break
+    if pool.max_size < 2:  # the prune would wait for a second connection while holding the only one
+        log.warning("thread_ttl_keep_latest_skipped", reason="the pool has one connection, the prune needs two")
+        return done
     keep_batch = min(batch, KEEP_LATEST_BATCH)
     while True:
         async with pool.connection() as conn, conn.transaction():

@@ -18,8 +18,10 @@ from langgraph.checkpoint.postgres import PostgresSaver
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
+from service.checkpointer import PooledPostgresSaver
 from service.db import to_url
 from service.runs.queue import RunQueue
+from service.thread_storage import sweep_expired
 from tests.support.race import ROOT, parse_json_lines, python_env
 
 # thread id -> (strategy, minutes from now to its TTL's expiry, checkpoints); None: no TTL of its own.
@@ -124,3 +126,17 @@ class TestPruneAppliesThreadTTLs:
         result = prune(migrated_db, "--older-than-days", "0")
         assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
         assert "--older-than-days" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_should_skip_keep_latest_rather_than_wait_on_a_pool_of_one(migrated_db: str) -> None:
+    """keep_latest holds one connection while the checkpointer prunes on another: a pool of one
+    would wait for itself (and every request for the pool) until the pool timeout."""
+    seed(migrated_db)
+
+    async def sweep() -> dict[str, int]:
+        async with AsyncConnectionPool(migrated_db, min_size=1, max_size=1, timeout=5,
+                                       kwargs={"autocommit": True, "row_factory": dict_row}) as pool:
+            return await sweep_expired(pool, PooledPostgresSaver(pool))
+
+    assert asyncio.run(sweep()) == {"delete": 1, "keep_latest": 0}
+    assert len(state(migrated_db)["trimmed"]["ids"]) == 3  # left for a sweeper with two connections
