@@ -1,11 +1,19 @@
-"""``python -m service.prune --older-than-days N``: remove threads idle for longer than N days.
+"""``python -m service.prune [--older-than-days N]``: apply threads' own TTLs, prune idle threads.
 
-Run by the chart's optional CronJob. Threads are taken oldest first in batches: each batch's
+It removes threads idle for longer than N days (with a retention).
+
+Run by the chart's optional CronJob. First one pass of the sweep every pod runs on its interval
+(``service.thread_storage.sweep_expired``): threads whose own ``ttl`` (POST/PATCH /threads) is past
+are deleted or cut down to their latest checkpoint, as their strategy says, except those a run
+holds or waits for; it takes its threads' row locks with SKIP LOCKED, so it runs beside the pods'
+sweeps without taking a thread twice. Then, with a retention, idle threads go. Threads are taken
+oldest first in batches: each batch's
 thread rows are deleted (only those still idle and still older than the cutoff, so a thread
 that got a run meanwhile is kept), then their checkpoints, blobs and writes go through the
 checkpointer's own ``aprune``. With ``--strategy keep_latest`` the threads stay and only their
 checkpoint history is cut down to the latest checkpoint. Without the flags, ``checkpointer.ttl``
-of langgraph.json (``LANGGRAPH_CONFIG``) gives them: ``default_ttl`` (minutes) and ``strategy``.
+of langgraph.json (``LANGGRAPH_CONFIG``) gives them: ``default_ttl`` (minutes) and ``strategy``;
+without a retention either way, the job applies the threads' own TTLs only.
 
 Exit 0 on success; otherwise one line on stderr and a non-zero code (2 bad arguments or
 settings, 4 database unreachable, 5 the server is a read-only standby, 1 anything else).
@@ -32,7 +40,7 @@ from service.checkpointer import PooledPostgresSaver
 from service.runs.events import EXPIRE_SQL as EXPIRE_EVENTS_SQL
 from service.runs.queue import PRUNE_SQL as PRUNE_RUNS_SQL
 from service.settings import CheckpointerTTLSettings, ConfigError, DatabaseSettings
-from service.thread_storage import prune_idle
+from service.thread_storage import prune_idle, sweep_expired
 
 log = service_logging.get_logger("service.prune")
 
@@ -41,8 +49,8 @@ class StandbyServer(Exception):
     """The database is in recovery (a standby): nothing can be deleted there."""
 
 
-async def prune(conninfo: str, older_than_days: float, strategy: str, batch: int) -> int:
-    cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(days=older_than_days)
+async def prune(conninfo: str, older_than_days: float | None, strategy: str, batch: int) -> tuple[dict[str, int], int]:
+    """The threads whose own TTL expired (per strategy), and the idle threads pruned (0 without a retention)."""
     pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
         db.with_params(conninfo, application_name=db.application_name("langgraph-prune")),
         min_size=1, max_size=2, open=False, kwargs={"autocommit": True, "row_factory": dict_row})
@@ -56,10 +64,18 @@ async def prune(conninfo: str, older_than_days: float, strategy: str, batch: int
         raise StandbyServer(f"{db.describe(conninfo)} is a read-only standby, not the primary: point "
                             "DATABASE_URL at the primary, or list every host with target_session_attrs=read-write")
     try:
-        return await prune_idle(pool, saver, cutoff, strategy, batch)
+        expired = await sweep_expired(pool, saver, batch)
+        if any(expired.values()):
+            log.info("thread_ttls_expired", deleted=expired["delete"], kept_latest=expired["keep_latest"])
+        if older_than_days is None:
+            return expired, 0
+        cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(days=older_than_days)
+        try:
+            return expired, await prune_idle(pool, saver, cutoff, strategy, batch)
+        finally:
+            with contextlib.suppress(Exception):
+                await _prune_runs(pool, cutoff, batch)
     finally:
-        with contextlib.suppress(Exception):
-            await _prune_runs(pool, cutoff, batch)
         await pool.close()
 
 
@@ -79,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m service.prune", description=__doc__.splitlines()[0])
     parser.add_argument("--older-than-days", type=float, default=None,
                         help="remove threads not updated for this many days (default: checkpointer.ttl.default_ttl "
-                             "of the langgraph.json LANGGRAPH_CONFIG names, in minutes there)")
+                             "of the langgraph.json LANGGRAPH_CONFIG names, in minutes there; without "
+                             "either, only the threads' own TTLs are applied)")
     parser.add_argument("--strategy", choices=["delete", "keep_latest"], default=None,
                         help="delete the threads, or keep them with only their latest checkpoint (default: "
                              "checkpointer.ttl.strategy, else delete)")
@@ -95,16 +112,12 @@ def main(argv: list[str] | None = None) -> int:
         args.older_than_days = ttl.default_ttl / (24 * 60)
     if args.strategy is None:
         args.strategy = ttl.strategy if ttl is not None else "delete"
-    if args.older_than_days is None:
-        print("prune: error: --older-than-days is required (or checkpointer.ttl.default_ttl in langgraph.json)",
-              file=sys.stderr)
-        return 2
-    if args.older_than_days <= 0 or args.batch_size < 1:
+    if (args.older_than_days is not None and args.older_than_days <= 0) or args.batch_size < 1:
         print("prune: error: --older-than-days must be positive and --batch-size at least 1", file=sys.stderr)
         return 2
     started = time.monotonic()
     try:
-        count = asyncio.run(prune(database.conninfo, args.older_than_days, args.strategy, args.batch_size))
+        expired, count = asyncio.run(prune(database.conninfo, args.older_than_days, args.strategy, args.batch_size))
     except StandbyServer as exc:
         print(f"prune: error: standby: {exc}", file=sys.stderr)
         return 5
@@ -119,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"prune: error: {type(exc).__name__}: {db.first_line(exc)}", file=sys.stderr)
         return 4 if "pool" in type(exc).__name__.lower() else 1
     log.info("prune_finished", threads=count, strategy=args.strategy, older_than_days=args.older_than_days,
+             ttl_deleted=expired["delete"], ttl_kept_latest=expired["keep_latest"],
              seconds=round(time.monotonic() - started, 3))
     return 0
 

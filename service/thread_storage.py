@@ -82,7 +82,9 @@ RETURNING t.thread_id
 """
 
 # Threads whose own TTL (thread_ttl) is past, counted both from when it was set and from the
-# thread's last update; not those a run holds or waits for. Locked and skipped when another pod has them.
+# thread's last update; not those a run holds or waits for. Their rows are locked in one order
+# (expiry, then id) and skipped when another sweeper or a run has them (SKIP LOCKED: sweepers
+# never wait for each other, so they cannot deadlock and never take a thread twice).
 _EXPIRED_SQL = f"""
 SELECT t.thread_id FROM thread_ttl tt JOIN threads t ON t.thread_id = tt.thread_id
 WHERE tt.strategy = %(strategy)s AND tt.expires_at <= now()
@@ -90,13 +92,25 @@ WHERE tt.strategy = %(strategy)s AND tt.expires_at <= now()
   AND NOT ({LIVE_HOLDER})
   AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.thread_id = t.thread_id AND r.status = 'pending'
                   AND r.lease_expires_at > now())
-ORDER BY tt.expires_at LIMIT %(batch)s
+ORDER BY tt.expires_at, t.thread_id LIMIT %(batch)s
 FOR UPDATE OF t SKIP LOCKED
+"""
+# The same checks again, under a snapshot taken once the rows are locked: a run queued on a thread
+# (its insert only key-share locks the thread row, so the row is not re-read) or a thread taken
+# between the first statement's snapshot and its lock committed unseen by that statement. After
+# the lock nothing of the kind can commit: a run's insert or take waits for the sweep's transaction.
+_STILL_FREE_SQL = f"""
+SELECT t.thread_id FROM threads t WHERE t.thread_id = ANY(%(ids)s) AND NOT ({LIVE_HOLDER})
+  AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.thread_id = t.thread_id AND r.status = 'pending'
+                  AND r.lease_expires_at > now())
 """
 _DELETE_EXPIRED_SQL = "DELETE FROM threads WHERE thread_id = ANY(%(ids)s)"
 # keep_latest keeps the thread: its TTL starts again from now.
 _REARM_TTL_SQL = ("UPDATE thread_ttl SET expires_at = now() + ttl_minutes * interval '1 minute' "
                   "WHERE thread_id = ANY(%(ids)s)")
+# keep_latest holds its batch's row locks while the checkpointer prunes them one thread at a time,
+# so a run that wants one of these threads waits for the batch: a small batch keeps that wait short.
+KEEP_LATEST_BATCH = 50
 
 log = get_logger("service.thread_storage")
 
@@ -196,30 +210,50 @@ async def prune_idle(pool: AsyncConnectionPool[Any], checkpointer: Any, cutoff: 
 async def sweep_expired(pool: AsyncConnectionPool[Any], checkpointer: Any, batch: int = 500) -> dict[str, int]:
     """Apply every expired thread TTL: ``delete`` removes the thread (its runs, crons and TTL go with
     the row; its checkpoints in the same transaction), ``keep_latest`` keeps only its latest
-    checkpoint and starts its TTL again. The number of threads per strategy."""
+    checkpoint and starts its TTL again. The number of threads per strategy.
+
+    Each batch is one transaction that holds its threads' row locks until it is done: several
+    sweepers (every pod, the prune job) take disjoint batches, and no run takes a thread while its
+    TTL is applied. ``keep_latest`` needs a second connection of the pool (the checkpointer's prune
+    runs beside the locking transaction): with ``DB_POOL_MAX_SIZE=1`` it is skipped, with a warning."""
     done = {"delete": 0, "keep_latest": 0}
     while True:
         async with pool.connection() as conn, conn.transaction():
-            cur = await conn.execute(_EXPIRED_SQL, {"strategy": "delete", "batch": batch})
-            ids = [r["thread_id"] for r in await cur.fetchall()]
+            locked = await _lock_expired(conn, "delete", batch)
+            ids = await _still_free(conn, locked)
             if ids:
                 await conn.execute(_DELETE_EXPIRED_SQL, {"ids": ids})
                 for statement in _DELETE_CHECKPOINT_ROWS:
                     await conn.execute(statement, {"ids": ids})
         done["delete"] += len(ids)
-        if len(ids) < batch:
+        if len(locked) < batch:
             break
+    if pool.max_size < 2:  # the prune would wait for a second connection while holding the only one
+        log.warning("thread_ttl_keep_latest_skipped", reason="the pool has one connection, the prune needs two")
+        return done
+    keep_batch = min(batch, KEEP_LATEST_BATCH)
     while True:
-        async with pool.connection() as conn:
-            cur = await conn.execute(_EXPIRED_SQL, {"strategy": "keep_latest", "batch": batch})
-            ids = [r["thread_id"] for r in await cur.fetchall()]
-        if ids:
-            await checkpointer.aprune(ids, strategy="keep_latest")
-            async with pool.connection() as conn:
+        async with pool.connection() as conn, conn.transaction():
+            locked = await _lock_expired(conn, "keep_latest", keep_batch)
+            ids = await _still_free(conn, locked)
+            if ids:
+                await checkpointer.aprune(ids, strategy="keep_latest")
                 await conn.execute(_REARM_TTL_SQL, {"ids": ids})
         done["keep_latest"] += len(ids)
-        if len(ids) < batch:
+        if len(locked) < keep_batch:
             return done
+
+
+async def _lock_expired(conn: Any, strategy: str, batch: int) -> list[str]:
+    cur = await conn.execute(_EXPIRED_SQL, {"strategy": strategy, "batch": batch})
+    return [r["thread_id"] for r in await cur.fetchall()]
+
+
+async def _still_free(conn: Any, ids: list[str]) -> list[str]:
+    if not ids:
+        return []
+    cur = await conn.execute(_STILL_FREE_SQL, {"ids": ids})
+    return [r["thread_id"] for r in await cur.fetchall()]
 
 
 async def sweep_threads(pool: AsyncConnectionPool[Any], checkpointer: Any,

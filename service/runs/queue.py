@@ -25,6 +25,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import psycopg
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
@@ -365,7 +366,12 @@ class RunQueue:
             else:
                 await conn.execute(CREATE_THREAD_SQL, params)
         if row is None:
-            cur = await conn.execute(SUBMIT_SQL, params)
+            try:
+                cur = await conn.execute(SUBMIT_SQL, params)
+            except psycopg.errors.ForeignKeyViolation:
+                # The thread was there at the statement's start, and deleted (a TTL sweep, a prune,
+                # DELETE /threads) before the run's row was checked against it: gone, as before.
+                raise NotFound(f"thread {params['thread_id']} not found") from None
             row = await cur.fetchone()
         assert row is not None
         if row["busy"] is None:

@@ -27,6 +27,10 @@ class TestPruneCronJob:
     def test_should_take_the_retention_from_values(self) -> None:
         assert container(cronjob({"prune.olderThanDays": 7}), "prune")["command"][-1] == "7"
 
+    def test_should_apply_only_the_threads_own_ttls_without_a_retention(self) -> None:
+        assert container(cronjob({"prune.olderThanDays": None}), "prune")["command"] == [
+            "python", "-m", "service.prune"]
+
     def test_should_run_one_prune_at_a_time_on_schedule(self) -> None:
         spec = cronjob()["spec"]
         assert spec["schedule"] == "17 3 * * *"
