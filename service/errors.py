@@ -144,6 +144,10 @@ def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[dic
     if isinstance(exc, RecursionError):
         # The JSON decoder gave up on a body nested thousands of levels deep.
         return problem(422, "Unprocessable Content", "the request body is nested too deeply", request.url.path)
+    if isinstance(exc, psycopg.errors.ForeignKeyViolation):
+        # Every foreign key points at a thread or an assistant, and each cascades on delete: the
+        # request raced the deletion of what it refers to, which is now gone.
+        return problem(404, "Not Found", "what this request refers to was deleted meanwhile", request.url.path)
     if isinstance(exc, psycopg.errors.DataError):
         # Class 22: a value the database cannot take (bad text, out-of-range number): the input's fault.
         return problem(422, "Unprocessable Content", "a value in the request cannot be stored: "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import psycopg
@@ -138,3 +139,35 @@ def _waits_for_a_lock(conninfo: str) -> bool:
         row = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
                            "AND wait_event_type = 'Lock' AND application_name LIKE 'langgraph-service:%'").fetchone()
     return bool(row and row[0])
+
+
+class TestRacingADelete:
+    """A write that refers to a thread another transaction is deleting: the foreign key check waits
+    for the delete and fails when it commits. The thread is gone, so the answer is 404, not 500."""
+
+    @pytest.mark.parametrize("write", ["cron", "ttl", "run"])
+    def test_should_answer_404_when_the_thread_is_deleted_under_the_write(self, migrated_db: str,
+                                                                          write: str) -> None:
+        with ServiceProcess(migrated_db) as p, psycopg.connect(migrated_db) as deleter, \
+                psycopg.connect(migrated_db, autocommit=True) as watcher, ThreadPoolExecutor(1) as pool:
+            thread_id = httpx.post(p.url + "/threads", json={"graph_id": "support"}).json()["thread_id"]
+            deleter.execute("DELETE FROM threads WHERE thread_id = %s", (thread_id,))  # not committed yet
+            request = {
+                "cron": lambda: httpx.post(f"{p.url}/threads/{thread_id}/runs/crons", timeout=60,
+                                           json={"assistant_id": "support", "schedule": "0 0 * * *"}),
+                "ttl": lambda: httpx.patch(f"{p.url}/threads/{thread_id}", timeout=60,
+                                           json={"ttl": {"strategy": "delete", "ttl": 60}}),
+                "run": lambda: httpx.post(f"{p.url}/threads/{thread_id}/runs", timeout=60,
+                                          json={"assistant_id": "support", "input": {"messages": []}}),
+            }[write]
+            answer = pool.submit(request)
+            deadline = time.monotonic() + 30
+            # The service's statement waits for the deleter's row lock (or answers first, if it never needs it).
+            while not answer.done() and not watcher.execute(
+                    "SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' "
+                    "AND application_name LIKE 'langgraph-service%'").fetchone():
+                assert time.monotonic() < deadline, "the write never waited for the delete"
+                time.sleep(0.02)
+            deleter.commit()
+            assert_problem(answer.result(), 404)
+        assert "unhandled_error" not in p.logs() and "Traceback" not in p.logs()
