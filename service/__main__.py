@@ -57,7 +57,7 @@ def main() -> int:
     config = uvicorn.Config(
         asgi, host=settings.server.host, port=settings.server.port, log_config=None, access_log=False,
         timeout_graceful_shutdown=int(settings.server.drain_timeout) or None, lifespan="on",
-        proxy_headers=True, server_header=False,
+        proxy_headers=True, server_header=False, loop="uvloop", http="httptools",
     )
     server = _Server(config, app)
     server.run()
