@@ -4,7 +4,8 @@ Each worker is its own process with its own pool, run workers and metrics; its r
 ``pod`` (host/pid) in the runs table, which is how the test knows both served. With
 ``PROMETHEUS_MULTIPROC_DIR`` every worker's ``/metrics`` reads all workers' files: whichever
 worker answers the scrape, the counters are the pod's totals. Each worker ran fewer runs than the
-pod, so a per-process registry (the naive setup) could not show the total.
+pod, so a per-process registry (the naive setup) could not show the total. A real Prometheus
+scraping the pod's port reads the total too.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 import httpx
 import psycopg
 
+from tests.observability.prom import prometheus
 from tests.support.race import ROOT, python_env
 from tests.support.service import ServiceProcess
 
@@ -64,6 +66,10 @@ class TestWorkers:
                 match = RUNS_SUCCESS.search(text)
                 assert match is not None, text[:2000]
                 assert float(match.group(1)) == total
+            # A real Prometheus scraping the pod's one port reads the same total.
+            with prometheus({pod.url.removeprefix("http://"): {"pod": "p"}}, None, []) as prom:
+                result = prom.wait_for('langgraph_runs_total{graph="support",status="success"}', timeout=30)
+                assert [float(r["value"][1]) for r in result] == [total]
         finally:
             pod.stop()
 
