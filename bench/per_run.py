@@ -174,7 +174,8 @@ def main() -> int:
         run(Options(conninfo=conninfo))
         pool = str(max(4, args.concurrency))
         extra_env = dict(e.split("=", 1) for e in args.env)
-        env = python_env(DATABASE_URL=to_url(conninfo), DB_POOL_MIN_SIZE=pool, DB_POOL_MAX_SIZE=pool, **extra_env)
+        env = python_env(**{"DATABASE_URL": to_url(conninfo), "DB_POOL_MIN_SIZE": pool, "DB_POOL_MAX_SIZE": pool,
+                            **extra_env})
         server = Server("service (postgres)", [sys.executable, "-m", "service"], env, EXTRA)
         results = {"postgres": measure(server, args.runs, args.concurrency, args.warmup, args.profile,
                                        pg.admin, dbname)}
