@@ -3,12 +3,23 @@
 Settings come from the environment (see README, "The service"); a bad value stops the process
 with one line. SIGTERM: /ready fails at once, runs in flight finish (up to DRAIN_TIMEOUT), then
 the pool closes.
+
+``WEB_CONCURRENCY`` (default 1) worker processes share the port: uvicorn's supervisor starts
+them (``spawn``), restarts one that dies and passes SIGTERM on; each has its own app, pool
+(``DB_POOL_MAX_SIZE`` each) and run workers (``N_JOBS_PER_WORKER`` each). With more than one,
+metrics go to files in ``PROMETHEUS_MULTIPROC_DIR`` (a fresh temporary directory unless set;
+emptied at start), which every worker's ``/metrics`` reads, so a scrape sees the pod's sums.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import signal
 import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -27,19 +38,19 @@ class _Server(uvicorn.Server):
         self._app = app
 
     def handle_exit(self, sig: int, frame: Any) -> None:
-        resources = getattr(self._app.state, "resources", None)
-        if resources is not None and not resources.readiness.draining:
-            resources.readiness.draining = True
-            log.info("draining", signal=sig)
+        _mark_draining(self._app, sig)
         super().handle_exit(sig, frame)
 
 
-def main() -> int:
-    try:
-        settings = Settings.from_env()
-    except ConfigError as exc:
-        print(f"service: error: {exc}", file=sys.stderr)
-        return 2
+def _mark_draining(app: Any, sig: int) -> None:
+    resources = getattr(app.state, "resources", None)
+    if resources is not None and not resources.readiness.draining:
+        resources.readiness.draining = True
+        log.info("draining", signal=sig)
+
+
+def _build(settings: Settings) -> tuple[Any, Any]:
+    """The Litestar app and the ASGI app uvicorn serves (ConfigError for a bad graph or http.app)."""
     service_logging.configure(settings.log_level)
     # langgraph.json's ``env``: set for the graphs' own code, never over the process environment.
     os.environ.update(settings.extra_env)
@@ -48,18 +59,74 @@ def main() -> int:
     from service.app import create_app
     from service.asgi import create_asgi
 
+    app = create_app(settings)
+    return app, create_asgi(app, settings.http_app)
+
+
+def worker_app() -> Any:
+    """uvicorn's factory in each worker process (WEB_CONCURRENCY > 1): the settings were checked
+    by the supervisor already. uvicorn's own server runs it, with its stop-signal handlers already
+    installed; they are wrapped so that the app is marked draining first, as _Server does."""
+    app, asgi = _build(Settings.from_env())
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        previous = signal.getsignal(sig)
+        if callable(previous):
+            def handler(signum: int, frame: Any, previous: Callable[[int, Any], Any] = previous) -> None:
+                _mark_draining(app, signum)
+                previous(signum, frame)
+
+            signal.signal(sig, handler)
+    return asgi
+
+
+def web_concurrency(env: Any = None) -> int:
+    raw = (os.environ if env is None else env).get("WEB_CONCURRENCY", "").strip()
+    if not raw:
+        return 1
+    if not raw.isdigit() or not 1 <= int(raw) <= 64:
+        raise ConfigError(f"WEB_CONCURRENCY must be a whole number from 1 to 64, got {raw!r}")
+    return int(raw)
+
+
+def _metrics_dir() -> None:
+    """PROMETHEUS_MULTIPROC_DIR for several workers: set (a temporary directory) and emptied, so
+    files of an earlier run's processes do not add to this one's sums."""
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.mkdtemp(prefix="langgraph-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+    Path(path).mkdir(parents=True, exist_ok=True)
+    for entry in Path(path).iterdir():
+        if entry.is_dir():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+
+
+def main() -> int:
     try:
-        app = create_app(settings)
-        asgi = create_asgi(app, settings.http_app)
+        settings = Settings.from_env()
+        workers = web_concurrency()
     except ConfigError as exc:
         print(f"service: error: {exc}", file=sys.stderr)
         return 2
-    config = uvicorn.Config(
-        asgi, host=settings.server.host, port=settings.server.port, log_config=None, access_log=False,
+    options: dict[str, Any] = dict(
+        host=settings.server.host, port=settings.server.port, log_config=None, access_log=False,
         timeout_graceful_shutdown=int(settings.server.drain_timeout) or None, lifespan="on",
-        proxy_headers=True, server_header=False,
+        proxy_headers=True, server_header=False, loop="uvloop", http="httptools",
     )
-    server = _Server(config, app)
+    if workers > 1:
+        _metrics_dir()
+        service_logging.configure(settings.log_level)
+        config = uvicorn.Config("service.__main__:worker_app", factory=True, workers=workers, **options)
+        from uvicorn.supervisors import Multiprocess
+
+        Multiprocess(config, sockets=[config.bind_socket()]).run()
+        return 0
+    try:
+        app, asgi = _build(settings)
+    except ConfigError as exc:
+        print(f"service: error: {exc}", file=sys.stderr)
+        return 2
+    server = _Server(uvicorn.Config(asgi, **options), app)
     server.run()
     return 0 if server.started else 3
 

@@ -17,6 +17,22 @@ langgraph-checkpoint-postgres (see requirements.lock); the tests check both save
 other's rows.
 
 It also refuses ``setup()``: the service never runs DDL (``python -m migrate`` does).
+
+Inside a run of the queue (:data:`deferred` holds the run's :class:`Deferred`, set by the
+worker), two things change, both undone by ``CHECKPOINT_FLUSH_EACH_STEP=true``:
+
+* A write's commit does not wait for its WAL to reach disk (``synchronous_commit`` off for that
+  transaction only): the run's end is committed with the server's setting (on by default), and a
+  commit waits for the WAL flush up to its own record, which lies after every write of the run.
+  A run answered as finished is on disk as before; a PostgreSQL crash in the middle of a run
+  loses at most the writes of the last ``wal_writer_delay`` or so (the run continues from an
+  earlier checkpoint). Committed, the data is visible to every pod at once either way.
+* A task's pending writes are sent with the next checkpoint of their namespace, in the same
+  statement (one round trip instead of two per step), or before any read of the run's thread
+  in the run, or at the run's end (the worker flushes before it records the end). A pod that dies
+  in the middle of a step loses the writes of the step's finished tasks with it; the run
+  continues on another pod from the last checkpoint and runs those tasks again (as it runs
+  the unfinished ones anyway).
 """
 
 from __future__ import annotations
@@ -24,6 +40,7 @@ from __future__ import annotations
 import functools
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
@@ -59,27 +76,73 @@ DO UPDATE SET checkpoint = EXCLUDED.checkpoint, metadata = EXCLUDED.metadata
 """
 
 
+# Evaluated for each row written, inside the statement's transaction, before its commit reads the setting.
+_DEFER = " RETURNING set_config('synchronous_commit', 'off', true)"
+
+
+class Deferred:
+    """One run's pending writes not sent yet: at most one batch per (thread, namespace)."""
+
+    __slots__ = ("pending", "saver")
+
+    def __init__(self) -> None:
+        # (thread_id, checkpoint_ns) -> (rows, upsert, params) of a writes_sql statement
+        self.pending: dict[tuple[str, str], tuple[int, bool, list[Any]]] = {}
+        self.saver: PooledPostgresSaver | None = None
+
+    def take(self, thread_id: str, checkpoint_ns: str) -> tuple[int, bool, list[Any]] | None:
+        return self.pending.pop((thread_id, checkpoint_ns), None)
+
+    async def flush(self) -> None:
+        """Send every pending batch (before a read of the thread, and at the run's end)."""
+        pending, self.pending = self.pending, {}
+        if self.saver is None:
+            return
+        for rows, upsert, params in pending.values():
+            async with self.saver._cursor() as cur:
+                await cur.execute(writes_sql(rows, upsert, True), params)
+
+
+# Set by service.runs.worker while a run executes (None elsewhere: every write as the stock saver).
+deferred: ContextVar[Deferred | None] = ContextVar("deferred", default=None)
+
+
 def _rows(count: int, width: int) -> str:
     row = "(" + ", ".join(["%s"] * width) + ")"
     return ", ".join([row] * count)
 
 
 @functools.cache
-def put_sql(blobs: int) -> str:
-    """The blobs (if any) and the checkpoint row, in one statement."""
-    if not blobs:
-        return _UPSERT_CHECKPOINT
-    return (f"WITH blobs AS (INSERT INTO checkpoint_blobs {_BLOB_COLUMNS} VALUES {_rows(blobs, 6)} "
-            "ON CONFLICT (thread_id, checkpoint_ns, channel, version) DO NOTHING)" + _UPSERT_CHECKPOINT)
+def put_sql(blobs: int, defer: bool = False, writes: int = 0, upsert: bool = False) -> str:
+    """The blobs (if any) and the checkpoint row, in one statement; ``defer``: see :data:`deferred`.
+
+    ``writes``: the previous checkpoint's pending writes (``writes_sql``'s rows) go first, in the
+    same statement; their parameters come before the blobs'.
+    """
+    tail = _DEFER if defer else ""
+    ctes = []
+    if writes:
+        ctes.append(f"writes AS ({_writes_insert(writes, upsert)})")
+    if blobs:
+        ctes.append(f"blobs AS (INSERT INTO checkpoint_blobs {_BLOB_COLUMNS} VALUES {_rows(blobs, 6)} "
+                    "ON CONFLICT (thread_id, checkpoint_ns, channel, version) DO NOTHING)")
+    return ("WITH " + ", ".join(ctes) if ctes else "") + _UPSERT_CHECKPOINT + tail
 
 
-@functools.cache
-def writes_sql(writes: int, upsert: bool) -> str:
-    """Pending writes in one statement; ``upsert`` overwrites (special channels), else keeps the first."""
+def _writes_insert(writes: int, upsert: bool) -> str:
     conflict = ("DO UPDATE SET channel = EXCLUDED.channel, type = EXCLUDED.type, blob = EXCLUDED.blob" if upsert
                 else "DO NOTHING")
     return (f"INSERT INTO checkpoint_writes {_WRITE_COLUMNS} VALUES {_rows(writes, 9)} "
             f"ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id, task_id, idx) {conflict}")
+
+
+@functools.cache
+def writes_sql(writes: int, upsert: bool, defer: bool = False) -> str:
+    """Pending writes in one statement; ``upsert`` overwrites (special channels), else keeps the first.
+
+    ``defer``: see :data:`deferred` (a write kept by DO NOTHING returns no row and commits as usual).
+    """
+    return _writes_insert(writes, upsert) + (_DEFER if defer else "")
 
 
 class _PooledCursor:
@@ -153,6 +216,20 @@ class PooledPostgresSaver(AsyncPostgresSaver):
             async with self._cursor() as cur:
                 await cur.execute(*statement)
 
+    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        run = deferred.get()
+        if run is not None and run.pending:  # the run reads its own thread: its writes first
+            await run.flush()
+        return await super().aget_tuple(config)
+
+    async def alist(self, config: RunnableConfig | None, *, filter: dict[str, Any] | None = None,
+                    before: RunnableConfig | None = None, limit: int | None = None) -> AsyncIterator[CheckpointTuple]:
+        run = deferred.get()
+        if run is not None and run.pending:
+            await run.flush()
+        async for item in super().alist(config, filter=filter, before=before, limit=limit):
+            yield item
+
     def put_statement(self, config: RunnableConfig, checkpoint: Checkpoint, metadata: CheckpointMetadata,
                       new_versions: ChannelVersions) -> tuple[RunnableConfig, str, list[Any]]:
         """aput's next config, SQL and parameters (the stock aput's rows, in one statement)."""
@@ -178,14 +255,24 @@ class PooledPostgresSaver(AsyncPostgresSaver):
                 blob_values[k] = copy["channel_values"].pop(k)
         blob_versions = {k: v for k, v in new_versions.items() if k in blob_values}
         blobs = self._dump_blobs(thread_id, checkpoint_ns, blob_values, blob_versions)
-        params: list[Any] = [value for blob in blobs for value in blob]
+        run = deferred.get()
+        pending = run.take(thread_id, checkpoint_ns) if run is not None else None
+        params: list[Any] = list(pending[2]) if pending is not None else []
+        params += [value for blob in blobs for value in blob]
         params += [thread_id, checkpoint_ns, checkpoint["id"], checkpoint_id, Jsonb(copy),
                    Jsonb(get_serializable_checkpoint_metadata(config, metadata))]
-        return next_config, put_sql(len(blobs)), params
+        if pending is None:
+            return next_config, put_sql(len(blobs), run is not None), params
+        return next_config, put_sql(len(blobs), True, pending[0], pending[1]), params
 
     def writes_statement(self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str,
                          task_path: str = "") -> tuple[str, list[Any]] | None:
-        """aput_writes's SQL and parameters, or None when there is nothing to write."""
+        """aput_writes's SQL and parameters, or None when there is nothing to send now.
+
+        In a run (:data:`deferred`), the writes wait for the namespace's next checkpoint; what is
+        returned then is an earlier batch of the namespace that was still waiting (sent first, so
+        that a later write of the same row still wins), or None.
+        """
         upsert = all(w[0] in WRITES_IDX_MAP for w in writes)
         c = config["configurable"]
         rows = self._dump_writes(c["thread_id"], c["checkpoint_ns"], c["checkpoint_id"], task_id, task_path, writes)
@@ -195,7 +282,14 @@ class PooledPostgresSaver(AsyncPostgresSaver):
             rows = list({r[5]: r for r in rows}.values())
         if not rows:
             return None
-        return writes_sql(len(rows), upsert), [value for row in rows for value in row]
+        params = [value for row in rows for value in row]
+        run = deferred.get()
+        if run is None:
+            return writes_sql(len(rows), upsert), params
+        run.saver = self
+        earlier = run.pending.get((c["thread_id"], c["checkpoint_ns"]))
+        run.pending[(c["thread_id"], c["checkpoint_ns"])] = (len(rows), upsert, params)
+        return None if earlier is None else (writes_sql(earlier[0], earlier[1], True), earlier[2])
 
     async def _load_checkpoint_tuple(self, value: DictRow) -> CheckpointTuple:
         return CheckpointTuple(

@@ -169,6 +169,9 @@ class ServerSettings:
     queue_sample_seconds: float = 10.0
     # Stream events of finished runs are kept this long for joins and Last-Event-ID resumes.
     run_events_ttl_seconds: float = 3600.0
+    # CHECKPOINT_FLUSH_EACH_STEP=true: every checkpoint write of a run waits for the disk, not only
+    # the run's end (service/checkpointer.py says what a run risks otherwise: nothing once answered).
+    checkpoint_flush_each_step: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> ServerSettings:
@@ -190,6 +193,7 @@ class ServerSettings:
             listen_poll_interval=env_float(env, "RUN_LISTEN_POLL_INTERVAL", cls.listen_poll_interval, minimum=0.01),
             queue_sample_seconds=env_float(env, "RUN_QUEUE_SAMPLE_SECONDS", cls.queue_sample_seconds, minimum=0.1),
             run_events_ttl_seconds=env_float(env, "RUN_EVENTS_TTL_SECONDS", cls.run_events_ttl_seconds, minimum=1),
+            checkpoint_flush_each_step=env_bool(env, "CHECKPOINT_FLUSH_EACH_STEP", False),
         )
 
 

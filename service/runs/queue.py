@@ -293,6 +293,10 @@ WHERE status IN ('pending', 'running') AND (not_before IS NULL OR not_before <= 
 
 NOTIFY_RUNS_SQL = "SELECT pg_notify('langgraph_runs', '')"
 
+# A transaction with a commit record, committed with the server's synchronous_commit: returns once
+# the WAL is on disk up to it, and so every transaction committed before it (service.checkpointer).
+FLUSH_SQL = "SELECT pg_current_xact_id()"
+
 # The prune job: finished runs not updated since the cutoff, in batches (their events with them).
 PRUNE_SQL = """
 WITH doomed AS (
@@ -495,6 +499,10 @@ class RunQueue:
     async def wake(self) -> None:
         async with self.pool.connection() as conn:
             await conn.execute(NOTIFY_RUNS_SQL)
+
+    async def flush(self) -> None:
+        async with self.pool.connection() as conn:
+            await conn.execute(FLUSH_SQL)
 
     async def depth(self) -> dict[str, int]:
         async with self.pool.connection() as conn:

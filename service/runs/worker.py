@@ -9,6 +9,12 @@ so an idle pod issues one statement every few seconds.
 An execution renews its run's lease every third of the lease. The renewal also reads the run's
 cancel flag, which is how a cancel reaches a pod that is not listening; a listening pod hears
 the ``NOTIFY`` at once. A run whose lease was lost (another pod took it over) is stopped here.
+
+A run's checkpoint writes commit without waiting for the disk, and its tasks' pending writes go
+with the next checkpoint (``flush_each_step`` False, the default: see :mod:`service.checkpointer`);
+its end sends what is still pending, then is committed as usual, which flushes them all to disk.
+When the end cannot be recorded, a flush is asked for before the run is answered, else it is
+answered 503 as a run the database failed under.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from service import metrics
+from service.checkpointer import Deferred, deferred
 from service.errors import UNAVAILABLE_ERRORS
 from service.graphs import GraphEntry
 from service.logging import get_logger
@@ -47,6 +54,7 @@ class Execution:
     cancel_action: str | None = None
     slot: bool = False
     lease_lost: bool = False
+    deferred: Deferred | None = None
     started: float = field(default_factory=time.monotonic)
 
     @property
@@ -56,7 +64,7 @@ class Execution:
 
 class Workers:
     def __init__(self, queue: RunQueue, events: EventLog, notifier: Notifier, graphs: dict[str, GraphEntry], *,
-                 slots: int, lease: float, on_finished: OnFinished) -> None:
+                 slots: int, lease: float, on_finished: OnFinished, flush_each_step: bool = False) -> None:
         self.queue = queue
         self.events = events
         self.notifier = notifier
@@ -64,6 +72,7 @@ class Workers:
         self.slots = slots
         self.lease = lease
         self.on_finished = on_finished
+        self.flush_each_step = flush_each_step
         self.local: dict[str, Execution] = {}
         self.busy_slots = 0
         self._slot_freed = asyncio.Event()
@@ -148,6 +157,9 @@ class Workers:
     async def _run(self, ex: Execution) -> None:
         run_id, thread_id, graph_id = ex.run_id, ex.row["thread_id"], ex.entry.graph_id
         attempt = int(ex.row["attempt"])
+        if not self.flush_each_step:  # this task's context: the run's writes, not others'
+            ex.deferred = Deferred()
+            deferred.set(ex.deferred)
         heartbeat = asyncio.create_task(self._heartbeat(ex))
         metrics.RUNS_IN_PROGRESS.labels(graph_id).inc()
         outcome = Outcome("error", "error", None)
@@ -215,6 +227,12 @@ class Workers:
             self.notifier.poke(CHANNEL_DONE, ex.run_id)
 
     async def _settle(self, ex: Execution, outcome: Outcome, graph_id: str) -> None:
+        if ex.deferred is not None and ex.deferred.pending:
+            try:
+                await ex.deferred.flush()  # the writes of an interrupted or failed step
+            except Exception as exc:
+                log.warning("run_writes_failed", run_id=ex.run_id, error_type=type(exc).__name__)
+                outcome.unavailable = True
         await self.events.flush(ex.hub)
         if ex.lease_lost:
             pass  # another pod owns the run now
@@ -225,6 +243,8 @@ class Workers:
             if ex.cancel_action == "interrupt":
                 metrics.RUNS_CANCELLED.labels("interrupt").inc()
             if not await self._record(ex, outcome):
+                if ex.deferred is not None and not await self._flushed(ex):
+                    outcome.unavailable = True  # its checkpoints may not be on disk: never answer it done
                 task = asyncio.create_task(self._record_later(ex, outcome))
                 self.after_finish.add(task)
                 task.add_done_callback(self.after_finish.discard)
@@ -240,6 +260,14 @@ class Workers:
             await self.queue.finish(ex.row, outcome, notify=ex.slot or ex.hub.store)
         except Exception as exc:  # the run's result is in the checkpoints; the row catches up later
             log.warning("run_finish_failed", run_id=ex.run_id, error_type=type(exc).__name__)
+            return False
+        return True
+
+    async def _flushed(self, ex: Execution) -> bool:
+        try:
+            await self.queue.flush()
+        except Exception as exc:
+            log.warning("run_flush_failed", run_id=ex.run_id, error_type=type(exc).__name__)
             return False
         return True
 

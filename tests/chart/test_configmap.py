@@ -27,6 +27,7 @@ class TestConfigMap:
             "DB_STATEMENT_TIMEOUT": "10",
             "GRAPHS": '{"support":"service.graphs.support:graph"}',
             "N_JOBS_PER_WORKER": "10",
+            "WEB_CONCURRENCY": "1",
             "MAX_BODY_BYTES": "1048576",
             "DRAIN_TIMEOUT": "30",
             "LOG_LEVEL": "INFO",

@@ -22,6 +22,14 @@ class TestConnectionBudget:
                       "prune.enabled": True, "rollingUpdate.maxSurge": 2})
         assert "worst case: 99 ((10 pods + 2 rollout surge) x pool 8 + 1 migration + 2 prune)" in text
 
+    def test_should_count_every_worker_process_of_a_pod(self) -> None:
+        # Each of a pod's config.workers processes has its own pool: 3 pods x 16 x 2 + 1 migration.
+        assert "worst case: 97 ((2 pods + 1 rollout surge) x pool 16 x 2 workers + 1 migration)" in notes(
+            {"config.workers": 2})
+        values = {"config.workers": 2, "database.maxConnections": 96, "database.maxConnectionsPolicy": "fail"}
+        assert "worst case: 97 = (2 pods + 1 rollout surge) x 32 (database.pool.maxSize x config.workers)" in \
+            render_error(values)
+
     def test_should_round_a_percentage_surge_up(self) -> None:
         text = notes({"replicaCount": 5, "rollingUpdate.maxSurge": "10%", "migration.enabled": False})
         assert "worst case: 96 ((5 pods + 1 rollout surge) x pool 16)" in text

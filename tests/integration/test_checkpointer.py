@@ -7,13 +7,15 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import psycopg
 import pytest
+from langgraph.checkpoint.base import create_checkpoint, empty_checkpoint
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
-from service.checkpointer import PooledPostgresSaver, SchemaManagedElsewhere
+from service.checkpointer import Deferred, PooledPostgresSaver, SchemaManagedElsewhere, deferred
 from service.graphs.support import graph as support
 
 QUESTION = {"messages": [{"role": "user", "content": "Will my investment returns be guaranteed?"}]}
@@ -130,3 +132,77 @@ class TestConcurrency:
 
         peak = asyncio.run(scenario())
         assert peak == (4 if bounded_by_pool else 1)
+
+
+class TestDeferredWrites:
+    """In a run (service.checkpointer.deferred set), pending writes go with the next checkpoint."""
+
+    @staticmethod
+    def rows(conninfo: str, thread_id: str) -> tuple[int, int]:
+        with psycopg.connect(conninfo) as conn:
+            writes = conn.execute("SELECT count(*) FROM checkpoint_writes WHERE thread_id = %s",
+                                  (thread_id,)).fetchone()
+            checkpoints = conn.execute("SELECT count(*) FROM checkpoints WHERE thread_id = %s",
+                                       (thread_id,)).fetchone()
+        assert writes is not None and checkpoints is not None
+        return int(writes[0]), int(checkpoints[0])
+
+    def test_should_send_pending_writes_with_the_next_checkpoint_or_before_a_read(self, migrated_db: str) -> None:
+        async def scenario() -> None:
+            pool = open_pool(migrated_db)
+            await pool.open()
+            saver = PooledPostgresSaver(pool)
+            deferred.set(Deferred())
+            try:
+                config: Any = {"configurable": {"thread_id": "deferred", "checkpoint_ns": ""}}
+                first = await saver.aput(config, empty_checkpoint(), {"source": "input", "step": -1}, {})
+                await saver.aput_writes(first, [("messages", "hello")], "task-1")
+                assert self.rows(migrated_db, "deferred") == (0, 1)  # kept back
+                nxt = await saver.aput(first, create_checkpoint(empty_checkpoint(), None, 0),
+                                       {"source": "loop", "step": 0}, {})
+                assert self.rows(migrated_db, "deferred") == (1, 2)  # both in one statement
+                await saver.aput_writes(nxt, [("messages", "again")], "task-2")
+                assert self.rows(migrated_db, "deferred") == (1, 2)
+                found = await saver.aget_tuple(nxt)  # a read of the thread sends them first
+                assert found is not None and [w[1:] for w in found.pending_writes or []] == [("messages", "again")]
+                assert self.rows(migrated_db, "deferred") == (2, 2)
+                await saver.aput_writes(nxt, [("messages", "last")], "task-3")
+                run = deferred.get()
+                assert run is not None
+                await run.flush()  # the run's end
+                assert self.rows(migrated_db, "deferred") == (3, 2)
+            finally:
+                await pool.close()
+
+        asyncio.run(scenario())
+
+    def test_should_store_a_run_as_the_stock_saver_does(self, migrated_db: str) -> None:
+        """The same graph run with and without deferral leaves the same rows, interrupt included."""
+        question = {"messages": [{"role": "user", "content": "Will my investment returns be guaranteed?"}]}
+
+        async def scenario() -> None:
+            pool = open_pool(migrated_db)
+            await pool.open()
+            saver = PooledPostgresSaver(pool)
+            graph = support.copy(update={"checkpointer": saver})
+            try:
+                async def run(thread_id: str, defer: bool) -> Any:
+                    if defer:
+                        deferred.set(Deferred())
+                    config: Any = {"configurable": {"thread_id": thread_id}}
+                    await graph.ainvoke(question, config)
+                    run_ = deferred.get()
+                    if run_ is not None:
+                        await run_.flush()
+                    return await graph.aget_state(config)
+
+                plain = await asyncio.create_task(run("plain", False))
+                kept = await asyncio.create_task(run("kept", True))
+                assert kept.next == plain.next == ("human_approval",)
+                assert [t.interrupts for t in kept.tasks] == [t.interrupts for t in plain.tasks]
+                assert kept.values["messages"][-1].content == plain.values["messages"][-1].content
+                assert self.rows(migrated_db, "kept") == self.rows(migrated_db, "plain")
+            finally:
+                await pool.close()
+
+        asyncio.run(scenario())
