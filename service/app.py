@@ -32,11 +32,12 @@ from litestar.openapi import OpenAPIConfig
 from litestar.plugins.prometheus import PrometheusConfig
 from psycopg_pool import AsyncConnectionPool
 
+from service import auth as auth_config
 from service import db, instrumentation, metrics, schema, thread_storage
 from service.api import assistants, crons, meta, runs, threads
 from service.api import store as store_api
 from service.assistants import AssistantStore, MemoryAssistantStore, PostgresAssistantStore
-from service.auth import api_key_guard
+from service.auth.gate import Gate
 from service.checkpointer import PooledPostgresSaver
 from service.errors import EXCEPTION_HANDLERS
 from service.graphs import GraphEntry, GraphSource, bind_graphs, import_graphs
@@ -265,6 +266,7 @@ def create_app(settings: Settings) -> Litestar:
 
     sources = import_graphs(settings.graphs)  # a graph that does not import stops the start (ConfigError)
     index = store_config.index_config(settings.store)  # so does an embedding function that does not
+    gate = Gate(auth_config.from_settings(settings), settings.server.api_keys)  # so does an auth.path that does not
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -290,7 +292,7 @@ def create_app(settings: Settings) -> Litestar:
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[RequestLogMiddleware, prometheus.middleware] if settings.metrics_enabled
         else [RequestLogMiddleware],
-        guards=[api_key_guard(settings.server.api_keys)],
+        guards=[gate],
         lifespan=[lifespan],
         request_max_body_size=settings.server.max_body_bytes,
         openapi_config=OpenAPIConfig(title="langgraph-pg", version=VERSION, path="/docs"),

@@ -482,6 +482,48 @@ class CorsSettings:
 
 
 @dataclass(frozen=True)
+class JwtSettings:
+    """The built-in bearer JWT (service.auth.jwt): keys from a PEM or JWKS file, claims checked."""
+
+    key_file: str | None = None
+    jwks_file: str | None = None
+    algorithms: tuple[str, ...] = ("RS256", "ES256")
+    issuer: str | None = None
+    audience: str | None = None
+    leeway: float = 0.0
+    required_claims: tuple[str, ...] = ("exp",)
+    identity_claim: str = "sub"
+    permissions_claim: str = "permissions"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> JwtSettings | None:
+        key_file = env.get("AUTH_JWT_KEY_FILE", "").strip() or None
+        jwks_file = env.get("AUTH_JWT_JWKS_FILE", "").strip() or None
+        if key_file is None and jwks_file is None:
+            return None
+        if key_file is not None and jwks_file is not None:
+            raise ConfigError("set one of AUTH_JWT_KEY_FILE and AUTH_JWT_JWKS_FILE, not both")
+        algorithms = tuple(a.strip() for a in env.get("AUTH_JWT_ALGORITHMS", "RS256,ES256").split(",") if a.strip())
+        bad = [a for a in algorithms if a not in ("RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "PS256")]
+        if bad or not algorithms:
+            raise ConfigError(f"AUTH_JWT_ALGORITHMS: unsupported algorithm {bad[0] if bad else ''!r}; "
+                              "use RS256, ES256 (or RS384, RS512, ES384, ES512, PS256)")
+        try:
+            leeway = float(env.get("AUTH_JWT_LEEWAY_SECONDS", "0") or 0)
+        except ValueError:
+            raise ConfigError("AUTH_JWT_LEEWAY_SECONDS must be a number of seconds") from None
+        if leeway < 0:
+            raise ConfigError("AUTH_JWT_LEEWAY_SECONDS must not be negative")
+        required = tuple(c.strip() for c in env.get("AUTH_JWT_REQUIRED_CLAIMS", "exp").split(",") if c.strip())
+        return cls(key_file=key_file, jwks_file=jwks_file, algorithms=algorithms,
+                   issuer=env.get("AUTH_JWT_ISSUER", "").strip() or None,
+                   audience=env.get("AUTH_JWT_AUDIENCE", "").strip() or None, leeway=leeway,
+                   required_claims=required,
+                   identity_claim=env.get("AUTH_JWT_IDENTITY_CLAIM", "sub").strip() or "sub",
+                   permissions_claim=env.get("AUTH_JWT_PERMISSIONS_CLAIM", "permissions").strip() or "permissions")
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything the service reads from the environment, validated once at start."""
 
@@ -502,8 +544,10 @@ class Settings:
     # http.app: a custom ASGI app ('module:attr' or '/abs/file.py:attr') served beside the API.
     http_app: str | None = None
     checkpointer_ttl: CheckpointerTTLSettings | None = None
-    # LANGGRAPH_AUTH / auth of langgraph.json: parsed and kept; custom auth is not served yet.
+    # LANGGRAPH_AUTH / auth of langgraph.json: ``path`` names a langgraph_sdk.Auth object (service.auth).
     auth: dict[str, Any] | None = None
+    # AUTH_JWT_*: the built-in bearer-token verification, when no auth.path is set.
+    jwt: JwtSettings | None = None
     # langgraph.json ``env`` entries the process environment does not set (applied before graphs load).
     extra_env: dict[str, str] = field(default_factory=dict)
     config_path: str | None = None
@@ -558,6 +602,6 @@ class Settings:
                    store=StoreSettings.from_env(env, file), cors=cors, http_app=app,
                    checkpointer_ttl=CheckpointerTTLSettings.from_mapping(
                        checkpointer_ttl, f"{file.path}: checkpointer.ttl") if checkpointer_ttl is not None else None,
-                   auth=auth if auth is not None else file.auth,
+                   auth=auth if auth is not None else file.auth, jwt=JwtSettings.from_env(env),
                    extra_env=extra_env, config_path=str(file.path) if file.path else None,
                    webhooks=WebhookSettings.from_env(env), crons=CronSettings.from_env(env))
