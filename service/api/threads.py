@@ -349,7 +349,9 @@ async def copy_thread(thread_id: str, resources: ResourcesT) -> dict[str, Any]:
     """A new thread with this one's metadata, state and every checkpoint (one transaction)."""
     _bind(thread_id)
     storage = _storage(resources, "copying a thread")
-    await visible_thread(resources, thread_id)
+    if await resources.threads.access(thread_id, await authorize("threads", "read", {"thread_id": thread_id})) \
+            is False:  # another owner's thread answers as a missing one does (409, as the LangGraph Server)
+        raise Conflict(f"thread {thread_id} not found: nothing to copy")
     value: dict[str, Any] = {"thread_id": None, "metadata": {}, "if_exists": "raise", "ttl": None}
     restricted = await authorize("threads", "create", value)
     copied = await storage.copy(thread_id)
