@@ -80,7 +80,7 @@ class Gate:
                 result = await result
         except Auth.exceptions.HTTPException as exc:
             status = exc.status_code if exc.status_code in (401, 403) else 403
-            raise Denied(status, str(exc.detail or "Unauthorized")) from None
+            raise Denied(status, str(exc.detail or "Unauthorized"), exc.headers) from None
         except Exception as exc:  # e.g. the tutorial's ``assert authorization``: not authenticated, never a 500
             log.warning("authenticate_failed", error=type(exc).__name__)
             raise Denied(401, "authentication failed") from None

@@ -32,9 +32,10 @@ SUPPORTED = ("request", "path", "method", "path_params", "query_params", "header
 class Denied(ServiceError):
     """An auth handler's answer: 401, 403 or another status it chose, with its detail."""
 
-    def __init__(self, status: int, detail: str) -> None:
+    def __init__(self, status: int, detail: str, headers: Mapping[str, str] | None = None) -> None:
         super().__init__(detail)
         self.status = status
+        self.headers = dict(headers) if headers else None
         self.title = {401: "Unauthorized", 403: "Forbidden", 404: "Not Found"}.get(status, "Error")
 
 
@@ -208,7 +209,7 @@ async def dispatch(auth: Auth, user: AuthUser, permissions: list[str], resource:
     try:
         result = await handler(ctx=ctx, value=value)
     except Auth.exceptions.HTTPException as exc:
-        raise Denied(exc.status_code, str(exc.detail or "Forbidden")) from None
+        raise Denied(exc.status_code, str(exc.detail or "Forbidden"), exc.headers) from None
     except AssertionError as exc:
         raise Denied(403, str(exc) or "Forbidden") from None
     if result is None or result is True:

@@ -83,6 +83,11 @@ def ok(response: httpx.Response) -> Any:
 
 @pytest.fixture(scope="module")
 def world(pod: ServiceProcess) -> Iterator[World]:
+    yield from build_world(pod, U1)
+
+
+def build_world(pod: ServiceProcess, U1: dict[str, str]) -> Iterator[World]:
+    """User 1's thread, runs (one finished, one running), assistant, crons and store item."""
     w = World(secret="user1-secret-" + uuid.uuid4().hex)
     with httpx.Client(base_url=pod.url, timeout=30) as c:
         assistant = ok(c.post("/assistants", headers=U1, json={"graph_id": "slow", "name": w.secret,
@@ -278,10 +283,13 @@ def test_should_name_every_route_of_the_app_in_the_table() -> None:
 @pytest.mark.parametrize("route", sorted(TABLE), ids=lambda r: f"{r[0]} {r[1]}")
 def test_should_refuse_a_request_without_credentials_before_the_handler(pod: ServiceProcess, world: World,
                                                                         route: tuple[str, str]) -> None:
+    check_refused(pod, world, route, [{"Authorization": "Bearer forged-token"}])
+
+
+def check_refused(pod: ServiceProcess, world: World, route: tuple[str, str], bad: list[dict[str, str]]) -> None:
     method, _ = route
     entry = TABLE[route]
-    for headers in ({}, {"Authorization": "Bearer forged-token"}, {"Authorization": "Basic dXNlcjE6eA=="},
-                    {"x-api-key": "not-the-key"}):
+    for headers in ({}, {"Authorization": "Basic dXNlcjE6eA=="}, {"x-api-key": "not-the-key"}, *bad):
         r = call(pod, method, entry, world.ids, headers, world.secret)
         assert r.status_code in (401, 403), (headers, r.status_code, r.text[:300])
         assert r.headers["content-type"].startswith("application/problem+json")
@@ -292,6 +300,11 @@ def test_should_refuse_a_request_without_credentials_before_the_handler(pod: Ser
 
 @pytest.mark.parametrize("route", sorted(TABLE), ids=lambda r: f"{r[0]} {r[1]}")
 def test_should_show_user_2_nothing_of_user_1(pod: ServiceProcess, world: World, route: tuple[str, str]) -> None:
+    check_isolated(pod, world, route, U1, U2)
+
+
+def check_isolated(pod: ServiceProcess, world: World, route: tuple[str, str], U1: dict[str, str],
+                   U2: dict[str, str]) -> None:
     method, _ = route
     entry = TABLE[route]
     theirs = call(pod, method, entry, {**world.ids, "user": "user1"}, U2, world.secret)
@@ -317,6 +330,10 @@ def test_should_show_user_2_nothing_of_user_1(pod: ServiceProcess, world: World,
 
 def test_should_have_left_user_1s_resources_as_they_were(pod: ServiceProcess, world: World) -> None:
     """After user 2's every attempt (deletes, patches, cancels, prunes, overwrites) nothing of user 1 changed."""
+    check_intact(pod, world, U1, U2)
+
+
+def check_intact(pod: ServiceProcess, world: World, U1: dict[str, str], U2: dict[str, str]) -> None:
     for route in sorted(TABLE):  # user 2 tries everything first (also when this test runs alone)
         call(pod, route[0], TABLE[route], {**world.ids, "user": "user1"}, U2, world.secret)
     r = call(pod, "POST", Call("/runs/cancel", lambda i: {"status": "all"}), world.ids, U2, world.secret)
