@@ -388,6 +388,37 @@ def test_should_give_graphs_the_user_as_the_langgraph_server_does(pod: ServicePr
         assert out["config_user"] == "" and out["runtime_user"] == ""
 
 
+def test_should_fire_a_cron_as_its_creator_on_a_thread_of_theirs(pod: ServiceProcess) -> None:
+    with httpx.Client(base_url=pod.url, timeout=30, headers=U1) as c:
+        cron = ok(c.post("/runs/crons", json={"assistant_id": "whoami", "schedule": "* * * * * *", "input": {},
+                                              "on_run_completed": "keep"}))
+        deadline = time.monotonic() + 60
+        try:
+            while not (found := ok(c.post("/threads/search", json={"metadata": {"cron_id": cron["cron_id"]},
+                                                                   "status": "idle"}))):
+                assert time.monotonic() < deadline, "the cron never fired"
+                time.sleep(0.2)
+        finally:
+            ok(c.delete(f"/runs/crons/{cron['cron_id']}"))
+        thread = found[0]
+        assert thread["metadata"]["owner"] == "user1"
+        values = ok(c.get(f"/threads/{thread['thread_id']}/state"))["values"]
+        assert values["config_user"] == "user1" and values["runtime_user"] == "user1"
+        assert "_auth" not in cron["payload"]
+    r = httpx.get(f"{pod.url}/threads/{thread['thread_id']}", headers=U2)
+    assert r.status_code == 404
+
+
+def test_should_leave_others_out_of_pagination_totals(pod: ServiceProcess, world: World) -> None:
+    with httpx.Client(base_url=pod.url, timeout=30) as c:
+        mine = c.post("/assistants/search", headers=U1, json={"limit": 1})
+        theirs = c.post("/assistants/search", headers=U2, json={"limit": 1000})
+        assert mine.headers["X-Pagination-Total"] != "0" and int(mine.headers["X-Pagination-Total"]) >= 1
+        assert theirs.headers["X-Pagination-Total"] == str(len(theirs.json()))
+        crons = c.post("/runs/crons/search", headers=U2, json={"limit": 1})
+        assert crons.headers["X-Pagination-Total"] == "0" and crons.json() == []
+
+
 def test_should_answer_403_when_a_handler_denies(pod: ServiceProcess) -> None:
     with httpx.Client(base_url=pod.url, timeout=30, headers=U2) as c:
         r = c.put("/store/items", json={"namespace": ["user1", "x"], "key": "k", "value": {}})
