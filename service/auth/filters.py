@@ -88,6 +88,8 @@ def matches(filters: Mapping[str, Any], metadata: Mapping[str, Any], _depth: int
             if not (any(results) if key == "$or" else all(results)):
                 return False
             continue
+        if not isinstance(key, str) or key.startswith("$"):
+            raise InvalidFilter("auth filter keys are metadata keys, $or or $and")
         op, operand = _operator(key, value)
         if key not in metadata:
             return False
