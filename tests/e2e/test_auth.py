@@ -17,6 +17,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -426,3 +427,34 @@ def test_should_answer_403_when_a_handler_denies(pod: ServiceProcess) -> None:
         assert r.json()["detail"] == "Not authorized"
         ok(c.put("/store/items", json={"namespace": ["user2", "x"], "key": "k", "value": {"mine": True}}))
         assert ok(c.get("/store/items", params={"namespace": "user2.x", "key": "k"}))["value"] == {"mine": True}
+
+
+@pytest.mark.parametrize(("env", "message"), [
+    ({"LANGGRAPH_AUTH": '{"path": "tests/support/auth/none.py:auth"}'}, "auth.path: no file tests/support/"),
+    ({"LANGGRAPH_AUTH": '{"path": "tests.support.auth.whoami:make"}'}, "is not a langgraph_sdk.Auth object"),
+    ({"LANGGRAPH_AUTH": '{"path": "no_such_module_here:auth"}'}, "does not import: ModuleNotFoundError"),
+    ({"LANGGRAPH_AUTH": '{"path": "tutorial"}'}, "auth.path must be 'file.py:name' or 'module:name'"),
+    ({"LANGGRAPH_AUTH": json.dumps({"path": TUTORIAL}), "AUTH_JWT_KEY_FILE": "/x"}, "are both set; choose one"),
+    ({"LANGGRAPH_AUTH": json.dumps({"path": TUTORIAL}), "CHECKPOINTER": "memory"}, "auth needs CHECKPOINTER=postgres"),
+])
+def test_should_stop_with_one_line_on_a_bad_auth_setting(migrated_db: str, env: dict[str, str], message: str) -> None:
+    p = ServiceProcess(migrated_db, **env)
+    p.start(wait=None)
+    try:
+        assert p.proc is not None and p.proc.wait(30) == 2
+    finally:
+        p.stop()
+    logs = p.logs()
+    assert message in logs and "Traceback" not in logs, logs[-2000:]
+
+
+def test_should_load_auth_path_relative_to_the_langgraph_json(migrated_db: str, tmp_path: Path) -> None:
+    (tmp_path / "auth.py").write_text((Path(__file__).parents[1] / "support" / "auth" / "tutorial.py").read_text())
+    (tmp_path / "langgraph.json").write_text(json.dumps({"graphs": {"slow": "tests.support.graphs:slow"},
+                                                        "auth": {"path": "./auth.py:auth"}}))
+    with ServiceProcess(migrated_db, LANGGRAPH_CONFIG=str(tmp_path / "langgraph.json"), GRAPHS="") as p:
+        assert httpx.get(f"{p.url}/threads/{uuid.uuid4()}", headers=U1).status_code == 404
+        assert httpx.post(f"{p.url}/threads/count", json={}).status_code == 401
+        thread = ok(httpx.post(f"{p.url}/threads", headers=U1, json={}))
+        assert thread["metadata"]["owner"] == "user1"
+        assert httpx.get(f"{p.url}/threads/{thread['thread_id']}", headers=U2).status_code == 404
