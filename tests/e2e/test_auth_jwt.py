@@ -148,7 +148,7 @@ class TestTokens:
 @pytest.mark.parametrize("route", sorted(TABLE), ids=lambda r: f"{r[0]} {r[1]}")
 def test_should_isolate_users_on_every_route(pod: ServiceProcess, world: World, route: tuple[str, str]) -> None:
     check_refused(pod, world, route, [bearer(token(OTHER_RSA_KEY)), bearer(token(RSA_KEY, aud="x"))])
-    check_isolated(pod, world, route, U1, U2)
+    check_isolated(pod, world, route, U1, U2, {"x-api-key": OPERATOR_KEY})
 
 
 def test_should_leave_user_1s_resources_as_they_were(pod: ServiceProcess, world: World) -> None:
