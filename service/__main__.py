@@ -60,6 +60,16 @@ def main() -> int:
         proxy_headers=True, server_header=False,
     )
     server = _Server(config, app)
+    if settings.server.metrics_port is not None:
+        # The same registry the API port would serve, on a port the API's callers need not reach.
+        import prometheus_client
+
+        try:
+            prometheus_client.start_http_server(settings.server.metrics_port, addr=settings.server.host)
+        except OSError as exc:
+            print(f"service: error: METRICS_PORT {settings.server.metrics_port}: {exc.strerror}", file=sys.stderr)
+            return 2
+        log.info("metrics_listening", port=settings.server.metrics_port)
     server.run()
     return 0 if server.started else 3
 

@@ -284,7 +284,9 @@ def create_app(settings: Settings) -> Litestar:
 
     prometheus = PrometheusConfig(app_name="langgraph-pg", prefix="litestar", group_path=True,
                                   exclude=["/metrics", "/ok", "/ready"])
-    handlers: list[Any] = [*meta.ROUTES, *assistants.ROUTES, *threads.ROUTES, *runs.ROUTES, *crons.ROUTES,
+    # METRICS_PORT: /metrics is served on its own port (service.__main__), not beside the API.
+    meta_routes = [r for r in meta.ROUTES if settings.server.metrics_port is None or r is not meta.MetricsController]
+    handlers: list[Any] = [*meta_routes, *assistants.ROUTES, *threads.ROUTES, *runs.ROUTES, *crons.ROUTES,
                            *store_api.ROUTES]
     config = AppConfig(
         route_handlers=handlers,

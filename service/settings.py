@@ -169,12 +169,18 @@ class ServerSettings:
     queue_sample_seconds: float = 10.0
     # Stream events of finished runs are kept this long for joins and Last-Event-ID resumes.
     run_events_ttl_seconds: float = 3600.0
+    # METRICS_PORT: /metrics on a port of its own (and not on the API port); None: on the API port.
+    metrics_port: int | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> ServerSettings:
         port = env_int(env, "PORT", cls.port, minimum=1)
         if port > 65535:
             raise ConfigError(f"PORT must be at most 65535, got {port}")
+        metrics_port = env_int(env, "METRICS_PORT", 0, minimum=0) or None
+        if metrics_port is not None and (metrics_port > 65535 or metrics_port == port):
+            raise ConfigError(f"METRICS_PORT must be a port other than PORT ({port}), at most 65535, "
+                              f"got {metrics_port}")
         keys = tuple(k.strip() for k in env.get("API_KEYS", "").split(",") if k.strip())
         return cls(
             host=env.get("HOST", cls.host) or cls.host,
@@ -190,6 +196,7 @@ class ServerSettings:
             listen_poll_interval=env_float(env, "RUN_LISTEN_POLL_INTERVAL", cls.listen_poll_interval, minimum=0.01),
             queue_sample_seconds=env_float(env, "RUN_QUEUE_SAMPLE_SECONDS", cls.queue_sample_seconds, minimum=0.1),
             run_events_ttl_seconds=env_float(env, "RUN_EVENTS_TTL_SECONDS", cls.run_events_ttl_seconds, minimum=1),
+            metrics_port=metrics_port,
         )
 
 

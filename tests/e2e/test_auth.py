@@ -459,3 +459,26 @@ def test_should_load_auth_path_relative_to_the_langgraph_json(migrated_db: str, 
         thread = ok(httpx.post(f"{p.url}/threads", headers=U1, json={}))
         assert thread["metadata"]["owner"] == "user1"
         assert httpx.get(f"{p.url}/threads/{thread['thread_id']}", headers=U2).status_code == 404
+
+
+def test_should_serve_metrics_on_their_own_port_when_split(migrated_db: str) -> None:
+    from tests.support.services import free_port
+
+    metrics_port = free_port()
+    with ServiceProcess(migrated_db, LANGGRAPH_AUTH=json.dumps({"path": TUTORIAL}),
+                        METRICS_PORT=str(metrics_port)) as p:
+        ok(httpx.post(f"{p.url}/threads", headers=U1, json={}))
+        on_api = httpx.get(f"{p.url}/metrics", headers=U1)
+        assert on_api.status_code == 404, on_api.text  # not beside the API: callers of the API never see it
+        scraped = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10)
+        assert scraped.status_code == 200 and "langgraph_build_info" in scraped.text
+        assert 'litestar_requests_total{app_name="langgraph-pg"' in scraped.text  # the API's requests, counted
+        assert httpx.get(f"{p.url}/ok").status_code == 200
+    clash = ServiceProcess(migrated_db, METRICS_PORT="0")
+    clash.env["METRICS_PORT"] = str(clash.port)
+    clash.start(wait=None)
+    try:
+        assert clash.proc is not None and clash.proc.wait(30) == 2
+    finally:
+        clash.stop()
+    assert "METRICS_PORT must be a port other than PORT" in clash.logs()
