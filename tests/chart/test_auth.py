@@ -96,3 +96,39 @@ class TestAuthValidation:
         assert "keyFormat" in render_error({**JWT, "auth.jwt.keyFormat": "der"})
         assert "algorithms" in render_error({**JWT, "auth.jwt.algorithms": ["HS256"]})
         assert "path" in render_error({"langgraphJson.content": {"graphs": {"a": "m:g"}, "auth": {"path": "noattr"}}})
+
+
+class TestMetricsPort:
+    SPLIT = {"config.metricsPort": 9100, "serviceMonitor.enabled": True,
+             "networkPolicy.from": [{"namespaceSelector": {"matchLabels": {"team": "agents"}}}],
+             "networkPolicy.metricsFrom": [{"namespaceSelector": {"matchLabels": {"name": "monitoring"}}}]}
+
+    def test_should_serve_metrics_on_their_own_port_when_split(self) -> None:
+        docs = render_chart(values=self.SPLIT, show_only=["templates/deployment.yaml", "templates/service.yaml",
+                                                          "templates/servicemonitor.yaml",
+                                                          "templates/configmap.yaml"])
+        c = container(one(docs, "Deployment"), "server")
+        assert {"name": "metrics", "containerPort": 9100, "protocol": "TCP"} in c["ports"]
+        assert one(docs, "ConfigMap")["data"]["METRICS_PORT"] == "9100"
+        ports = {p["name"]: p for p in one(docs, "Service")["spec"]["ports"]}
+        assert ports["metrics"]["targetPort"] == "metrics" and ports["metrics"]["port"] == 9100
+        assert one(docs, "ServiceMonitor")["spec"]["endpoints"][0]["port"] == "metrics"
+
+    def test_should_admit_only_the_scrapers_on_the_metrics_port(self) -> None:
+        policies = render_chart(values=self.SPLIT, show_only=["templates/networkpolicy.yaml"])
+        server = next(p for p in policies if p["metadata"]["name"] == FULLNAME)
+        api, metrics = server["spec"]["ingress"]
+        assert api["ports"] == [{"port": "http", "protocol": "TCP"}]
+        assert {"namespaceSelector": {"matchLabels": {"name": "monitoring"}}} not in api["from"]
+        assert metrics == {"ports": [{"port": "metrics", "protocol": "TCP"}],
+                           "from": [{"namespaceSelector": {"matchLabels": {"name": "monitoring"}}}]}
+
+    def test_should_keep_metrics_on_the_http_port_by_default(self) -> None:
+        docs = render_chart(values={"serviceMonitor.enabled": True},
+                            show_only=["templates/servicemonitor.yaml", "templates/configmap.yaml"])
+        assert one(docs, "ServiceMonitor")["spec"]["endpoints"][0]["port"] == "http"
+        assert "METRICS_PORT" not in one(docs, "ConfigMap")["data"]
+
+    def test_should_refuse_the_api_port_or_a_privileged_one(self) -> None:
+        assert "config.metricsPort must be 0" in render_error({"config.metricsPort": 8000})
+        assert "config.metricsPort must be 0" in render_error({"config.metricsPort": 80})

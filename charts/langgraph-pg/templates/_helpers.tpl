@@ -201,6 +201,9 @@ that depends on them, so `helm template` fails with one clear line.
 {{- if and .Values.apiKeys.enabled (not .Values.apiKeys.existingSecret) (not .Values.apiKeys.keys) }}
 {{- fail "apiKeys.enabled is true but apiKeys.keys is empty and apiKeys.existingSecret is not set" }}
 {{- end }}
+{{- if and .Values.config.metricsPort (or (lt (int .Values.config.metricsPort) 1024) (eq (int .Values.config.metricsPort) (int .Values.config.port))) }}
+{{- fail "config.metricsPort must be 0 (metrics on the http port) or a port from 1024 other than config.port" }}
+{{- end }}
 {{- if .Values.auth.jwt.enabled }}
 {{- if and (not .Values.auth.jwt.existingSecret) (not .Values.auth.jwt.key) }}
 {{- fail "auth.jwt.enabled is true but auth.jwt.key is empty and auth.jwt.existingSecret is not set" }}
