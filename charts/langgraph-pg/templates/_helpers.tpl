@@ -201,7 +201,7 @@ that depends on them, so `helm template` fails with one clear line.
 {{- if and .Values.apiKeys.enabled (not .Values.apiKeys.existingSecret) (not .Values.apiKeys.keys) }}
 {{- fail "apiKeys.enabled is true but apiKeys.keys is empty and apiKeys.existingSecret is not set" }}
 {{- end }}
-{{- if and .Values.config.metricsPort (or (lt (int .Values.config.metricsPort) 1024) (eq (int .Values.config.metricsPort) (int .Values.config.port))) }}
+{{- if and (gt (int .Values.config.metricsPort) 0) (or (lt (int .Values.config.metricsPort) 1024) (eq (int .Values.config.metricsPort) (int .Values.config.port))) }}
 {{- fail "config.metricsPort must be 0 (metrics on the http port) or a port from 1024 other than config.port" }}
 {{- end }}
 {{- if .Values.auth.jwt.enabled }}
