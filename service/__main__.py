@@ -50,7 +50,7 @@ def main() -> int:
 
     try:
         app = create_app(settings)
-        asgi = create_asgi(app, settings.http_app)
+        asgi = create_asgi(app, settings.http_app, app.state.gate if settings.http_app_auth else None)
     except ConfigError as exc:
         print(f"service: error: {exc}", file=sys.stderr)
         return 2

@@ -301,4 +301,6 @@ def create_app(settings: Settings) -> Litestar:
         cors_config=_cors(settings.cors),
         debug=False,
     )
-    return Litestar.from_config(config)
+    app = Litestar.from_config(config)
+    app.state.gate = gate  # the same auth for the custom routes (service.asgi), when asked for
+    return app

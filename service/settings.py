@@ -550,6 +550,9 @@ class Settings:
     cors: CorsSettings | None = None
     # http.app: a custom ASGI app ('module:attr' or '/abs/file.py:attr') served beside the API.
     http_app: str | None = None
+    # http.enable_custom_route_auth: the custom app's requests pass the API's auth too (as on the
+    # LangGraph Server; off by default there and here).
+    http_app_auth: bool = False
     checkpointer_ttl: CheckpointerTTLSettings | None = None
     # LANGGRAPH_AUTH / auth of langgraph.json: ``path`` names a langgraph_sdk.Auth object (service.auth).
     auth: dict[str, Any] | None = None
@@ -607,6 +610,7 @@ class Settings:
                    checkpointer=checkpointer, log_level=level,
                    metrics_enabled=env_bool(env, "METRICS_ENABLED", True), listen_conninfo=listen,
                    store=StoreSettings.from_env(env, file), cors=cors, http_app=app,
+                   http_app_auth=http.get("enable_custom_route_auth") is True,
                    checkpointer_ttl=CheckpointerTTLSettings.from_mapping(
                        checkpointer_ttl, f"{file.path}: checkpointer.ttl") if checkpointer_ttl is not None else None,
                    auth=auth if auth is not None else file.auth, jwt=JwtSettings.from_env(env),

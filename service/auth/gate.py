@@ -64,15 +64,22 @@ class Gate:
     async def __call__(self, connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
         if handler.opt.get("public"):
             return
+        await self.authenticate(connection)
+
+    async def authenticate(self, connection: ASGIConnection[Any, Any, Any, Any]) -> Principal | None:
+        """Who the request is (None: an open server), or 401/403; also set for the rest of the request."""
+        principal = await self._principal(connection)
+        _CURRENT.set(principal)
+        return principal
+
+    async def _principal(self, connection: ASGIConnection[Any, Any, Any, Any]) -> Principal | None:
         given = connection.headers.get("x-api-key")
         if self.keys and given is not None and key_matches(given.encode(), self.keys):
-            _CURRENT.set(OPERATOR)
-            return
+            return OPERATOR
         if self._authenticate is None or self.auth is None:
             if self.keys:
                 raise Unauthorized("a valid x-api-key header is required")
-            _CURRENT.set(None)
-            return
+            return None
         args = arguments(self._names, connection.scope, connection)
         try:
             result: Any = self._authenticate(**args)
@@ -89,7 +96,7 @@ class Gate:
         except ValueError as exc:
             log.error("authenticate_invalid_user", error=str(exc))
             raise Denied(403, "Forbidden") from None
-        _CURRENT.set(Principal(self.auth, user, permissions))
+        return Principal(self.auth, user, permissions)
 
 
 async def authorize(resource: str, action: str, value: Any) -> dict[str, Any] | None:

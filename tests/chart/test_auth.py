@@ -98,13 +98,14 @@ class TestAuthValidation:
         assert "path" in render_error({"langgraphJson.content": {"graphs": {"a": "m:g"}, "auth": {"path": "noattr"}}})
 
 
-class TestMetricsPort:
-    SPLIT = {"config.metricsPort": 9100, "serviceMonitor.enabled": True,
-             "networkPolicy.from": [{"namespaceSelector": {"matchLabels": {"team": "agents"}}}],
-             "networkPolicy.metricsFrom": [{"namespaceSelector": {"matchLabels": {"name": "monitoring"}}}]}
+SPLIT = {"config.metricsPort": 9100, "serviceMonitor.enabled": True,
+         "networkPolicy.from": [{"namespaceSelector": {"matchLabels": {"team": "agents"}}}],
+         "networkPolicy.metricsFrom": [{"namespaceSelector": {"matchLabels": {"name": "monitoring"}}}]}
 
+
+class TestMetricsPort:
     def test_should_serve_metrics_on_their_own_port_when_split(self) -> None:
-        docs = render_chart(values=self.SPLIT, show_only=["templates/deployment.yaml", "templates/service.yaml",
+        docs = render_chart(values=SPLIT, show_only=["templates/deployment.yaml", "templates/service.yaml",
                                                           "templates/servicemonitor.yaml",
                                                           "templates/configmap.yaml"])
         c = container(one(docs, "Deployment"), "server")
@@ -115,7 +116,7 @@ class TestMetricsPort:
         assert one(docs, "ServiceMonitor")["spec"]["endpoints"][0]["port"] == "metrics"
 
     def test_should_admit_only_the_scrapers_on_the_metrics_port(self) -> None:
-        policies = render_chart(values=self.SPLIT, show_only=["templates/networkpolicy.yaml"])
+        policies = render_chart(values=SPLIT, show_only=["templates/networkpolicy.yaml"])
         server = next(p for p in policies if p["metadata"]["name"] == FULLNAME)
         api, metrics = server["spec"]["ingress"]
         assert api["ports"] == [{"port": "http", "protocol": "TCP"}]

@@ -482,3 +482,37 @@ def test_should_serve_metrics_on_their_own_port_when_split(migrated_db: str) -> 
     finally:
         clash.stop()
     assert "METRICS_PORT must be a port other than PORT" in clash.logs()
+
+
+WHO_APP = '''
+import json
+
+
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    user = scope.get("user")
+    body = json.dumps({"custom": scope["path"], "user": user.identity if user is not None else None}).encode()
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
+    await send({"type": "http.response.body", "body": body})
+'''
+
+
+@pytest.mark.parametrize("guarded", [True, False])
+def test_should_guard_custom_routes_when_asked(migrated_db: str, tmp_path: Path, guarded: bool) -> None:
+    (tmp_path / "routes.py").write_text(WHO_APP)
+    tutorial = Path(__file__).parents[1] / "support" / "auth" / "tutorial.py"
+    (tmp_path / "langgraph.json").write_text(json.dumps({
+        "graphs": {"slow": "tests.support.graphs:slow"}, "auth": {"path": f"{tutorial}:auth"},
+        "http": {"app": "./routes.py:app", "enable_custom_route_auth": guarded}}))
+    with ServiceProcess(migrated_db, LANGGRAPH_CONFIG=str(tmp_path / "langgraph.json"), GRAPHS="") as p:
+        anonymous = httpx.get(f"{p.url}/custom/hello")
+        signed_in = httpx.get(f"{p.url}/custom/hello", headers=U1)
+        if guarded:  # as on the LangGraph Server with enable_custom_route_auth: the API's auth, the user in scope
+            assert anonymous.status_code == 401
+            assert anonymous.headers["content-type"] == "application/problem+json"
+            assert httpx.get(f"{p.url}/custom/x", headers={"Authorization": "Bearer forged"}).status_code == 401
+            assert signed_in.json() == {"custom": "/custom/hello", "user": "user1"}
+        else:  # the LangGraph Server's default: custom routes are the app's own business
+            assert anonymous.json() == {"custom": "/custom/hello", "user": None}
+        assert httpx.get(f"{p.url}/threads/{uuid.uuid4()}").status_code == 401  # the API is guarded either way
