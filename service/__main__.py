@@ -60,7 +60,7 @@ def _build(settings: Settings) -> tuple[Any, Any]:
     from service.asgi import create_asgi
 
     app = create_app(settings)
-    return app, create_asgi(app, settings.http_app)
+    return app, create_asgi(app, settings.http_app, app.state.gate if settings.http_app_auth else None)
 
 
 def worker_app() -> Any:
@@ -101,6 +101,28 @@ def _metrics_dir() -> None:
             entry.unlink(missing_ok=True)
 
 
+def _serve_metrics(settings: Settings) -> bool:
+    """METRICS_PORT: /metrics on a port of its own (the API port then serves none); with several
+    workers the supervisor serves it, summing the workers' files as their own /metrics would."""
+    port = settings.server.metrics_port
+    if port is None:
+        return True
+    import prometheus_client
+    from prometheus_client import multiprocess
+
+    registry = prometheus_client.REGISTRY
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = prometheus_client.CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    try:
+        prometheus_client.start_http_server(port, addr=settings.server.host, registry=registry)
+    except OSError as exc:
+        print(f"service: error: METRICS_PORT {port}: {exc.strerror}", file=sys.stderr)
+        return False
+    log.info("metrics_listening", port=port)
+    return True
+
+
 def main() -> int:
     try:
         settings = Settings.from_env()
@@ -116,6 +138,8 @@ def main() -> int:
     if workers > 1:
         _metrics_dir()
         service_logging.configure(settings.log_level)
+        if not _serve_metrics(settings):
+            return 2
         config = uvicorn.Config("service.__main__:worker_app", factory=True, workers=workers, **options)
         from uvicorn.supervisors import Multiprocess
 
@@ -127,6 +151,8 @@ def main() -> int:
         print(f"service: error: {exc}", file=sys.stderr)
         return 2
     server = _Server(uvicorn.Config(asgi, **options), app)
+    if not _serve_metrics(settings):
+        return 2
     server.run()
     return 0 if server.started else 3
 

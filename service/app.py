@@ -32,11 +32,12 @@ from litestar.openapi import OpenAPIConfig
 from litestar.plugins.prometheus import PrometheusConfig
 from psycopg_pool import AsyncConnectionPool
 
+from service import auth as auth_config
 from service import db, instrumentation, metrics, schema, thread_storage
 from service.api import assistants, crons, meta, runs, threads
 from service.api import store as store_api
 from service.assistants import AssistantStore, MemoryAssistantStore, PostgresAssistantStore
-from service.auth import api_key_guard
+from service.auth.gate import Gate
 from service.checkpointer import PooledPostgresSaver
 from service.errors import EXCEPTION_HANDLERS
 from service.graphs import GraphEntry, GraphSource, bind_graphs, import_graphs
@@ -265,6 +266,7 @@ def create_app(settings: Settings) -> Litestar:
 
     sources = import_graphs(settings.graphs)  # a graph that does not import stops the start (ConfigError)
     index = store_config.index_config(settings.store)  # so does an embedding function that does not
+    gate = Gate(auth_config.from_settings(settings), settings.server.api_keys)  # so does an auth.path that does not
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -282,7 +284,9 @@ def create_app(settings: Settings) -> Litestar:
 
     prometheus = PrometheusConfig(app_name="langgraph-pg", prefix="litestar", group_path=True,
                                   exclude=["/metrics", "/ok", "/ready"])
-    handlers: list[Any] = [*meta.ROUTES, *assistants.ROUTES, *threads.ROUTES, *runs.ROUTES, *crons.ROUTES,
+    # METRICS_PORT: /metrics is served on its own port (service.__main__), not beside the API.
+    meta_routes = [r for r in meta.ROUTES if settings.server.metrics_port is None or r is not meta.MetricsController]
+    handlers: list[Any] = [*meta_routes, *assistants.ROUTES, *threads.ROUTES, *runs.ROUTES, *crons.ROUTES,
                            *store_api.ROUTES]
     config = AppConfig(
         route_handlers=handlers,
@@ -290,11 +294,13 @@ def create_app(settings: Settings) -> Litestar:
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[RequestLogMiddleware, prometheus.middleware] if settings.metrics_enabled
         else [RequestLogMiddleware],
-        guards=[api_key_guard(settings.server.api_keys)],
+        guards=[gate],
         lifespan=[lifespan],
         request_max_body_size=settings.server.max_body_bytes,
         openapi_config=OpenAPIConfig(title="langgraph-pg", version=VERSION, path="/docs"),
         cors_config=_cors(settings.cors),
         debug=False,
     )
-    return Litestar.from_config(config)
+    app = Litestar.from_config(config)
+    app.state.gate = gate  # the same auth for the custom routes (service.asgi), when asked for
+    return app

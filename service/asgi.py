@@ -10,13 +10,17 @@ failure to uvicorn as one line, not a traceback.
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 from litestar import Litestar
+from litestar.connection import ASGIConnection
 from litestar.exceptions import MethodNotAllowedException, NotFoundException
 from litestar.types import ASGIApp, Receive, Scope, Send
 from litestar.utils import normalize_path
 
+from service.auth.gate import Gate
+from service.errors import ServiceError
 from service.graphs import import_object
 
 
@@ -67,9 +71,11 @@ class _Lifespan:
 class ServiceASGI:
     """The API (Litestar) with an optional custom ASGI app for the paths the API does not serve."""
 
-    def __init__(self, api: Litestar, custom: ASGIApp | None = None) -> None:
+    def __init__(self, api: Litestar, custom: ASGIApp | None = None, gate: Gate | None = None) -> None:
         self.api = api
         self.custom = custom
+        # http.enable_custom_route_auth: the custom app's requests pass the API's auth first.
+        self.gate = gate
 
     @property
     def state(self) -> Any:
@@ -89,9 +95,31 @@ class ServiceASGI:
         if scope["type"] == "lifespan":
             await self._lifespan(scope, receive, send)
         elif self.custom is not None and scope["type"] in ("http", "websocket") and not self.serves(scope):
+            if self.gate is not None and not await self._authenticated(scope, receive, send):
+                return
             await self.custom(scope, receive, send)
         else:
             await self.api(scope, receive, send)
+
+    async def _authenticated(self, scope: Any, receive: Receive, send: Any) -> bool:
+        """Run the API's auth for a custom route: the user in ``scope["user"]`` (as Starlette names it), or 401/403."""
+        assert self.gate is not None
+        try:
+            principal = await self.gate.authenticate(ASGIConnection(scope, receive, send))
+        except ServiceError as exc:
+            if scope["type"] == "websocket":
+                await send({"type": "websocket.close", "code": 1008})
+                return False
+            body = json.dumps({"type": "about:blank", "title": exc.title, "status": exc.status,
+                               "detail": exc.detail, "instance": scope.get("path")}).encode()
+            headers = [(b"content-type", b"application/problem+json"), (b"content-length", str(len(body)).encode()),
+                       *((k.lower().encode(), v.encode()) for k, v in (exc.headers or {}).items())]
+            await send({"type": "http.response.start", "status": exc.status, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+            return False
+        if principal is not None and principal.user is not None:
+            scope["user"], scope["auth"] = principal.user, principal.permissions
+        return True
 
     async def _lifespan(self, scope: Any, receive: Receive, send: Send) -> None:
         custom = _Lifespan(self.custom, scope) if self.custom is not None else None
@@ -118,11 +146,12 @@ class ServiceASGI:
                 custom.task.cancel()
 
 
-def create_asgi(api: Litestar, app_path: str | None) -> ServiceASGI:
-    """The entry uvicorn serves; a bad ``http.app`` path is a one-line ConfigError."""
+def create_asgi(api: Litestar, app_path: str | None, gate: Gate | None = None) -> ServiceASGI:
+    """The entry uvicorn serves; a bad ``http.app`` path is a one-line ConfigError. ``gate``: the
+    API's auth, run before the custom app too (``http.enable_custom_route_auth``)."""
     custom = import_object("http.app", app_path) if app_path else None
     if custom is not None and not callable(custom):
         from service.config import ConfigError
 
         raise ConfigError(f"http.app: {app_path} is a {type(custom).__name__}, not an ASGI application")
-    return ServiceASGI(api, custom)
+    return ServiceASGI(api, custom, gate)

@@ -27,6 +27,7 @@ PROBLEM_JSON = "application/problem+json"
 class ServiceError(Exception):
     status = 500
     title = "Internal Server Error"
+    headers: dict[str, str] | None = None  # e.g. WWW-Authenticate on a 401
 
     def __init__(self, detail: str, **extra: Any) -> None:
         super().__init__(detail)
@@ -85,7 +86,7 @@ def problem(status: int, title: str, detail: str, instance: str | None = None,
 
 
 def _service_error(request: Request[Any, Any, Any], exc: ServiceError) -> Response[dict[str, Any]]:
-    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, Unavailable) else None
+    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, Unavailable) else exc.headers
     if exc.status >= 500:
         log.warning("request_failed", status=exc.status, detail=exc.detail)
     return problem(exc.status, exc.title, exc.detail, request.url.path, headers, **exc.extra)

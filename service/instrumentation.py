@@ -164,10 +164,10 @@ def _counting_errors(method: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P,
 class InstrumentedThreadStore(PostgresThreadStore):
     """PostgresThreadStore that counts database errors; ``delete`` is the delete_thread operation."""
 
-    async def delete(self, thread_id: str) -> None:
+    async def delete(self, thread_id: str, auth: dict[str, Any] | None = None) -> None:
         started = perf_counter()
         try:
-            await super().delete(thread_id)
+            await super().delete(thread_id, auth)
         except Exception as exc:
             if metrics.classify_error(exc) != "other":  # NotFound and Conflict are answers, not failures
                 DELETE_THREAD.error(exc, perf_counter() - started)
@@ -176,6 +176,7 @@ class InstrumentedThreadStore(PostgresThreadStore):
 
     create = _counting_errors(PostgresThreadStore.create)
     get = _counting_errors(PostgresThreadStore.get)
+    access = _counting_errors(PostgresThreadStore.access)
     patch = _counting_errors(PostgresThreadStore.patch)
     search = _counting_errors(PostgresThreadStore.search)
     count = _counting_errors(PostgresThreadStore.count)

@@ -172,12 +172,18 @@ class ServerSettings:
     # CHECKPOINT_FLUSH_EACH_STEP=true: every checkpoint write of a run waits for the disk, not only
     # the run's end (service/checkpointer.py says what a run risks otherwise: nothing once answered).
     checkpoint_flush_each_step: bool = False
+    # METRICS_PORT: /metrics on a port of its own (and not on the API port); None: on the API port.
+    metrics_port: int | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> ServerSettings:
         port = env_int(env, "PORT", cls.port, minimum=1)
         if port > 65535:
             raise ConfigError(f"PORT must be at most 65535, got {port}")
+        metrics_port = env_int(env, "METRICS_PORT", 0, minimum=0) or None
+        if metrics_port is not None and (metrics_port > 65535 or metrics_port == port):
+            raise ConfigError(f"METRICS_PORT must be a port other than PORT ({port}), at most 65535, "
+                              f"got {metrics_port}")
         keys = tuple(k.strip() for k in env.get("API_KEYS", "").split(",") if k.strip())
         return cls(
             host=env.get("HOST", cls.host) or cls.host,
@@ -194,6 +200,7 @@ class ServerSettings:
             queue_sample_seconds=env_float(env, "RUN_QUEUE_SAMPLE_SECONDS", cls.queue_sample_seconds, minimum=0.1),
             run_events_ttl_seconds=env_float(env, "RUN_EVENTS_TTL_SECONDS", cls.run_events_ttl_seconds, minimum=1),
             checkpoint_flush_each_step=env_bool(env, "CHECKPOINT_FLUSH_EACH_STEP", False),
+            metrics_port=metrics_port,
         )
 
 
@@ -486,6 +493,48 @@ class CorsSettings:
 
 
 @dataclass(frozen=True)
+class JwtSettings:
+    """The built-in bearer JWT (service.auth.jwt): keys from a PEM or JWKS file, claims checked."""
+
+    key_file: str | None = None
+    jwks_file: str | None = None
+    algorithms: tuple[str, ...] = ("RS256", "ES256")
+    issuer: str | None = None
+    audience: str | None = None
+    leeway: float = 0.0
+    required_claims: tuple[str, ...] = ("exp",)
+    identity_claim: str = "sub"
+    permissions_claim: str = "permissions"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> JwtSettings | None:
+        key_file = env.get("AUTH_JWT_KEY_FILE", "").strip() or None
+        jwks_file = env.get("AUTH_JWT_JWKS_FILE", "").strip() or None
+        if key_file is None and jwks_file is None:
+            return None
+        if key_file is not None and jwks_file is not None:
+            raise ConfigError("set one of AUTH_JWT_KEY_FILE and AUTH_JWT_JWKS_FILE, not both")
+        algorithms = tuple(a.strip() for a in env.get("AUTH_JWT_ALGORITHMS", "RS256,ES256").split(",") if a.strip())
+        bad = [a for a in algorithms if a not in ("RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "PS256")]
+        if bad or not algorithms:
+            raise ConfigError(f"AUTH_JWT_ALGORITHMS: unsupported algorithm {bad[0] if bad else ''!r}; "
+                              "use RS256, ES256 (or RS384, RS512, ES384, ES512, PS256)")
+        try:
+            leeway = float(env.get("AUTH_JWT_LEEWAY_SECONDS", "0") or 0)
+        except ValueError:
+            raise ConfigError("AUTH_JWT_LEEWAY_SECONDS must be a number of seconds") from None
+        if leeway < 0:
+            raise ConfigError("AUTH_JWT_LEEWAY_SECONDS must not be negative")
+        required = tuple(c.strip() for c in env.get("AUTH_JWT_REQUIRED_CLAIMS", "exp").split(",") if c.strip())
+        return cls(key_file=key_file, jwks_file=jwks_file, algorithms=algorithms,
+                   issuer=env.get("AUTH_JWT_ISSUER", "").strip() or None,
+                   audience=env.get("AUTH_JWT_AUDIENCE", "").strip() or None, leeway=leeway,
+                   required_claims=required,
+                   identity_claim=env.get("AUTH_JWT_IDENTITY_CLAIM", "sub").strip() or "sub",
+                   permissions_claim=env.get("AUTH_JWT_PERMISSIONS_CLAIM", "permissions").strip() or "permissions")
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything the service reads from the environment, validated once at start."""
 
@@ -505,9 +554,14 @@ class Settings:
     cors: CorsSettings | None = None
     # http.app: a custom ASGI app ('module:attr' or '/abs/file.py:attr') served beside the API.
     http_app: str | None = None
+    # http.enable_custom_route_auth: the custom app's requests pass the API's auth too (as on the
+    # LangGraph Server; off by default there and here).
+    http_app_auth: bool = False
     checkpointer_ttl: CheckpointerTTLSettings | None = None
-    # LANGGRAPH_AUTH / auth of langgraph.json: parsed and kept; custom auth is not served yet.
+    # LANGGRAPH_AUTH / auth of langgraph.json: ``path`` names a langgraph_sdk.Auth object (service.auth).
     auth: dict[str, Any] | None = None
+    # AUTH_JWT_*: the built-in bearer-token verification, when no auth.path is set.
+    jwt: JwtSettings | None = None
     # langgraph.json ``env`` entries the process environment does not set (applied before graphs load).
     extra_env: dict[str, str] = field(default_factory=dict)
     config_path: str | None = None
@@ -560,8 +614,9 @@ class Settings:
                    checkpointer=checkpointer, log_level=level,
                    metrics_enabled=env_bool(env, "METRICS_ENABLED", True), listen_conninfo=listen,
                    store=StoreSettings.from_env(env, file), cors=cors, http_app=app,
+                   http_app_auth=http.get("enable_custom_route_auth") is True,
                    checkpointer_ttl=CheckpointerTTLSettings.from_mapping(
                        checkpointer_ttl, f"{file.path}: checkpointer.ttl") if checkpointer_ttl is not None else None,
-                   auth=auth if auth is not None else file.auth,
+                   auth=auth if auth is not None else file.auth, jwt=JwtSettings.from_env(env),
                    extra_env=extra_env, config_path=str(file.path) if file.path else None,
                    webhooks=WebhookSettings.from_env(env), crons=CronSettings.from_env(env))

@@ -24,6 +24,7 @@ from typing import Any, Literal, Protocol
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
+from service.auth.filters import clause, matches
 from service.errors import Conflict, NotFound, NotSupported, Unavailable
 
 ThreadStatus = Literal["idle", "busy", "interrupted", "error"]
@@ -37,6 +38,12 @@ class Filters:
     values: dict[str, Any] | None = None
     status: str | None = None
     ids: list[str] | None = None
+    # What the user's auth handler allows (service.auth.filters), applied to the thread's metadata.
+    auth: dict[str, Any] | None = None
+
+
+# An auth handler's filter over a thread's metadata, or None (no filter).
+AuthFilter = dict[str, Any] | None
 
 
 @dataclass(frozen=True)
@@ -70,10 +77,12 @@ class RunRecord:
 
 class ThreadStore(Protocol):
     async def create(self, thread_id: str | None, metadata: dict[str, Any], if_exists: str,
-                     ttl: ThreadTTL | None = None) -> dict[str, Any]: ...
-    async def get(self, thread_id: str, include_ttl: bool = False) -> dict[str, Any]: ...
-    async def patch(self, thread_id: str, metadata: dict[str, Any], ttl: ThreadTTL | None = None) -> dict[str, Any]: ...
-    async def delete(self, thread_id: str) -> None: ...
+                     auth: AuthFilter = None, *, ttl: ThreadTTL | None = None) -> dict[str, Any]: ...
+    async def get(self, thread_id: str, auth: AuthFilter = None, *, include_ttl: bool = False) -> dict[str, Any]: ...
+    async def access(self, thread_id: str, auth: AuthFilter) -> bool | None: ...
+    async def patch(self, thread_id: str, metadata: dict[str, Any], auth: AuthFilter = None, *,
+                    ttl: ThreadTTL | None = None) -> dict[str, Any]: ...
+    async def delete(self, thread_id: str, auth: AuthFilter = None) -> None: ...
     async def search(self, filters: Filters, limit: int, offset: int, sort_by: str,
                      sort_order: str) -> list[dict[str, Any]]: ...
     async def count(self, filters: Filters) -> int: ...
@@ -190,6 +199,10 @@ def _where(filters: Filters) -> tuple[str, list[Any]]:
     if filters.status:
         clauses.append("s.status = %s")
         params.append(filters.status)
+    if filters.auth:
+        sql, values = clause(filters.auth, "s.metadata")
+        clauses.append(sql.removeprefix(" AND "))
+        params.extend(values)
     return " AND ".join(clauses) or "TRUE", params
 
 
@@ -199,7 +212,7 @@ class PostgresThreadStore:
         self.pod = pod
 
     async def create(self, thread_id: str | None, metadata: dict[str, Any], if_exists: str,
-                     ttl: ThreadTTL | None = None) -> dict[str, Any]:
+                     auth: AuthFilter = None, *, ttl: ThreadTTL | None = None) -> dict[str, Any]:
         """A new thread (and its TTL, in the same transaction); an existing one is kept as it is."""
         thread_id = thread_id or new_thread_id()
         async with self.pool.connection() as conn, conn.transaction():
@@ -214,13 +227,17 @@ class PostgresThreadStore:
         if row is not None:
             return _thread_json(row)
         if if_exists == "do_nothing":
-            return await self.get(thread_id)
+            try:
+                return await self.get(thread_id, auth)
+            except NotFound:  # another owner's thread: it exists, and nothing more is said
+                raise Conflict(f"thread {thread_id} already exists") from None
         raise Conflict(f"thread {thread_id} already exists")
 
-    async def get(self, thread_id: str, include_ttl: bool = False) -> dict[str, Any]:
+    async def get(self, thread_id: str, auth: AuthFilter = None, *, include_ttl: bool = False) -> dict[str, Any]:
+        where, params = clause(auth, "t.metadata")
         async with self.pool.connection() as conn:
-            cur = await conn.execute(f"SELECT {_THREAD_COLUMNS} FROM threads t WHERE t.thread_id = %s",
-                                     (thread_id,))
+            cur = await conn.execute(f"SELECT {_THREAD_COLUMNS} FROM threads t WHERE t.thread_id = %s{where}",
+                                     (thread_id, *params))
             row = await cur.fetchone()
             ttl = None
             if row is not None and include_ttl:
@@ -234,13 +251,24 @@ class PostgresThreadStore:
                              "expires_at": ttl["expires_at"].isoformat()}
         return thread
 
-    async def patch(self, thread_id: str, metadata: dict[str, Any], ttl: ThreadTTL | None = None) -> dict[str, Any]:
+    async def access(self, thread_id: str, auth: AuthFilter) -> bool | None:
+        """None: no such thread; False: one the filter hides; True: one it shows."""
+        where, params = clause(auth, "t.metadata")
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(f"SELECT (TRUE{where}) AS ok FROM threads t WHERE t.thread_id = %s",
+                                     (*params, thread_id))
+            row = await cur.fetchone()
+        return None if row is None else bool(row["ok"])
+
+    async def patch(self, thread_id: str, metadata: dict[str, Any], auth: AuthFilter = None, *,
+                    ttl: ThreadTTL | None = None) -> dict[str, Any]:
         """Metadata merged in; a ``ttl`` replaces the thread's and counts from now."""
+        where, params = clause(auth, "t.metadata")
         async with self.pool.connection() as conn, conn.transaction():
             cur = await conn.execute(
                 f"UPDATE threads AS t SET metadata = t.metadata || %s, updated_at = now() "
-                f"WHERE t.thread_id = %s RETURNING {_THREAD_COLUMNS}",
-                (Jsonb(metadata), thread_id),
+                f"WHERE t.thread_id = %s{where} RETURNING {_THREAD_COLUMNS}",
+                (Jsonb(metadata), thread_id, *params),
             )
             row = await cur.fetchone()
             if row is not None and ttl is not None:
@@ -249,9 +277,11 @@ class PostgresThreadStore:
             raise NotFound(f"thread {thread_id} not found")
         return _thread_json(row)
 
-    async def delete(self, thread_id: str) -> None:
+    async def delete(self, thread_id: str, auth: AuthFilter = None) -> None:
+        where, params = clause(auth, "t.metadata")
         async with self.pool.connection() as conn, conn.transaction():
-            cur = await conn.execute("SELECT 1 FROM threads WHERE thread_id = %s FOR UPDATE", (thread_id,))
+            cur = await conn.execute(f"SELECT 1 FROM threads t WHERE t.thread_id = %s{where} FOR UPDATE",
+                                     (thread_id, *params))
             if await cur.fetchone() is None:
                 raise NotFound(f"thread {thread_id} not found")
             cur = await conn.execute(
@@ -437,12 +467,12 @@ class MemoryThreadStore:
         return dt.datetime.now(dt.UTC).isoformat()
 
     async def create(self, thread_id: str | None, metadata: dict[str, Any], if_exists: str,
-                     ttl: ThreadTTL | None = None) -> dict[str, Any]:
+                     auth: AuthFilter = None, *, ttl: ThreadTTL | None = None) -> dict[str, Any]:
         if ttl is not None:
             raise NotSupported("thread ttl needs PostgreSQL (CHECKPOINTER=memory sweeps nothing)")
         thread_id = thread_id or new_thread_id()
         if thread_id in self.threads:
-            if if_exists == "do_nothing":
+            if if_exists == "do_nothing" and (not auth or matches(auth, self.threads[thread_id].data["metadata"])):
                 return dict(self.threads[thread_id].data)
             raise Conflict(f"thread {thread_id} already exists")
         now = self._now()
@@ -452,25 +482,30 @@ class MemoryThreadStore:
         })
         return dict(self.threads[thread_id].data)
 
-    def _get(self, thread_id: str) -> _MemThread:
-        try:
-            return self.threads[thread_id]
-        except KeyError:
-            raise NotFound(f"thread {thread_id} not found") from None
+    def _get(self, thread_id: str, auth: AuthFilter = None) -> _MemThread:
+        thread = self.threads.get(thread_id)
+        if thread is None or (auth and not matches(auth, thread.data["metadata"])):
+            raise NotFound(f"thread {thread_id} not found")
+        return thread
 
-    async def get(self, thread_id: str, include_ttl: bool = False) -> dict[str, Any]:
-        return dict(self._get(thread_id).data)
+    async def get(self, thread_id: str, auth: AuthFilter = None, *, include_ttl: bool = False) -> dict[str, Any]:
+        return dict(self._get(thread_id, auth).data)
 
-    async def patch(self, thread_id: str, metadata: dict[str, Any], ttl: ThreadTTL | None = None) -> dict[str, Any]:
+    async def access(self, thread_id: str, auth: AuthFilter) -> bool | None:
+        thread = self.threads.get(thread_id)
+        return None if thread is None else (not auth or matches(auth, thread.data["metadata"]))
+
+    async def patch(self, thread_id: str, metadata: dict[str, Any], auth: AuthFilter = None, *,
+                    ttl: ThreadTTL | None = None) -> dict[str, Any]:
         if ttl is not None:
             raise NotSupported("thread ttl needs PostgreSQL (CHECKPOINTER=memory sweeps nothing)")
-        thread = self._get(thread_id)
+        thread = self._get(thread_id, auth)
         thread.data["metadata"] = {**thread.data["metadata"], **metadata}
         thread.data["updated_at"] = self._now()
         return dict(thread.data)
 
-    async def delete(self, thread_id: str) -> None:
-        thread = self._get(thread_id)
+    async def delete(self, thread_id: str, auth: AuthFilter = None) -> None:
+        thread = self._get(thread_id, auth)
         if thread.lock.locked():
             raise Conflict(f"thread {thread_id} has a run in progress")
         del self.threads[thread_id]
@@ -493,6 +528,8 @@ class MemoryThreadStore:
             if filters.status and d["status"] != filters.status:
                 continue
             if filters.ids and d["thread_id"] not in filters.ids:
+                continue
+            if filters.auth and not matches(filters.auth, d["metadata"]):
                 continue
             out.append(dict(d))
         return out

@@ -13,6 +13,7 @@ from service.app_types import ResourcesT
 from service.assistants import Assistant, Change, Filters, introspect
 from service.assistants.config import reconcile
 from service.assistants.store import FIELDS, parse_id, select_fields
+from service.auth.gate import authorize
 from service.errors import BAD_REQUEST_RESPONSES, NotFound, Unprocessable
 from service.graphs import GraphEntry
 from service.threads import Filters as ThreadFilters
@@ -90,11 +91,22 @@ def _page(limit: int, offset: int) -> None:
         raise Unprocessable("offset must not be negative")
 
 
-def _filters(resources: ResourcesT, data: AssistantSearch | AssistantCount) -> Filters:
+async def _filters(resources: ResourcesT, data: AssistantSearch | AssistantCount) -> Filters:
     storable([data.metadata, data.graph_id, data.name], "filter")
     if data.graph_id is not None:
         _graph(resources, data.graph_id)
-    return Filters(graph_id=data.graph_id, name=data.name, metadata=data.metadata)
+    value: dict[str, Any] = {"graph_id": data.graph_id, "metadata": dict(data.metadata or {})}
+    if isinstance(data, AssistantSearch):
+        value.update(limit=data.limit, offset=data.offset)
+    auth = await authorize("assistants", "search", value)
+    return Filters(graph_id=data.graph_id, name=data.name, metadata=data.metadata, auth=auth)
+
+
+async def visible(resources: ResourcesT, assistant_id: str, action: str = "read") -> Assistant:
+    """The assistant, if the caller's auth handler lets them ``action`` it; 404 as if absent otherwise."""
+    key = _id(resources, assistant_id)
+    auth = await authorize("assistants", action, {"assistant_id": key})
+    return await resources.assistants.get(key, auth)
 
 
 @post("/assistants", status_code=200, responses=BAD_REQUEST_RESPONSES)
@@ -104,10 +116,16 @@ async def create_assistant(data: AssistantCreate, resources: ResourcesT) -> dict
     assistant_id = str(uuid.uuid4()) if data.assistant_id is None else _uuid(data.assistant_id)
     config, context = reconcile(data.config, data.context)
     _graph(resources, data.graph_id)
+    value: dict[str, Any] = {"assistant_id": assistant_id, "graph_id": data.graph_id, "config": config,
+                             "context": context, "metadata": dict(data.metadata or {}), "if_exists": data.if_exists,
+                             "name": data.name or "Untitled"}
+    await authorize("assistants", "create", value)
     assistant = Assistant(assistant_id=assistant_id, graph_id=data.graph_id, name=data.name or "Untitled",
                           description=data.description, config=config, context=context or {},
-                          metadata=data.metadata or {})
-    return (await resources.assistants.create(assistant, data.if_exists)).to_json()
+                          metadata=dict(value.get("metadata") or {}))
+    read = await authorize("assistants", "read", {"assistant_id": assistant_id}) if data.if_exists == "do_nothing" \
+        else None
+    return (await resources.assistants.create(assistant, data.if_exists, read)).to_json()
 
 
 def _uuid(raw: str) -> str:
@@ -120,7 +138,7 @@ def _uuid(raw: str) -> str:
 @post("/assistants/search", status_code=200)
 async def search_assistants(data: AssistantSearch, resources: ResourcesT) -> Response[list[dict[str, Any]]]:
     _page(data.limit, data.offset)
-    found, more = await resources.assistants.search(_filters(resources, data), data.limit, data.offset,
+    found, more = await resources.assistants.search(await _filters(resources, data), data.limit, data.offset,
                                                     data.sort_by, data.sort_order)
     if more:
         headers = {"X-Pagination-Total": str(data.offset + data.limit + 1),
@@ -132,12 +150,12 @@ async def search_assistants(data: AssistantSearch, resources: ResourcesT) -> Res
 
 @post("/assistants/count", status_code=200)
 async def count_assistants(data: AssistantCount, resources: ResourcesT) -> int:
-    return await resources.assistants.count(_filters(resources, data))
+    return await resources.assistants.count(await _filters(resources, data))
 
 
 @get("/assistants/{assistant_id:str}")
 async def get_assistant(assistant_id: str, resources: ResourcesT) -> dict[str, Any]:
-    return (await resources.assistants.get(_id(resources, assistant_id))).to_json()
+    return (await visible(resources, assistant_id)).to_json()
 
 
 @patch("/assistants/{assistant_id:str}", responses=BAD_REQUEST_RESPONSES)
@@ -147,23 +165,29 @@ async def patch_assistant(assistant_id: str, data: AssistantPatch, resources: Re
     config, context = reconcile(data.config, data.context)
     if data.graph_id is not None:
         _graph(resources, data.graph_id)
-    change = Change(graph_id=data.graph_id, config=config, context=context, metadata=data.metadata,
+    value: dict[str, Any] = {"assistant_id": key, "graph_id": data.graph_id, "config": config, "context": context,
+                             "metadata": dict(data.metadata or {}), "name": data.name}
+    auth = await authorize("assistants", "update", value)
+    change = Change(graph_id=data.graph_id, config=config, context=context,
+                    metadata=value.get("metadata") if data.metadata is not None or value.get("metadata") else None,
                     name=data.name, description=data.description)
-    return (await resources.assistants.patch(key, change)).to_json()
+    return (await resources.assistants.patch(key, change, auth)).to_json()
 
 
 @delete("/assistants/{assistant_id:str}", status_code=204)
 async def delete_assistant(assistant_id: str, resources: ResourcesT, delete_threads: bool = False) -> None:
     """Delete the assistant and its versions; with ``delete_threads``, its threads (metadata.assistant_id) too."""
     key = _id(resources, assistant_id)
-    await resources.assistants.get(key)  # 404 before any thread goes
-    if delete_threads:
-        mine = ThreadFilters(metadata={"assistant_id": key})
+    auth = await authorize("assistants", "delete", {"assistant_id": key})
+    await resources.assistants.get(key, auth)  # 404 before any thread goes
+    if delete_threads:  # the caller's own threads of it only (those their auth handler lets them delete)
+        gone = await authorize("threads", "delete", {"assistant_id": key})
+        mine = ThreadFilters(metadata={"assistant_id": key}, auth=gone)
         while batch := await resources.threads.search(mine, 100, 0, "created_at", "asc"):
             for thread in batch:
                 with contextlib.suppress(NotFound):  # deleted meanwhile
-                    await resources.threads.delete(thread["thread_id"])  # 409 when a run holds one
-    await resources.assistants.delete(key)
+                    await resources.threads.delete(thread["thread_id"], gone)  # 409 when a run holds one
+    await resources.assistants.delete(key, auth)
 
 
 @post("/assistants/{assistant_id:str}/versions", status_code=200)
@@ -172,7 +196,7 @@ async def assistant_versions(assistant_id: str, resources: ResourcesT,
     query = data or VersionsSearch()
     _page(query.limit, query.offset)
     storable(query.metadata, "metadata")
-    key = _id(resources, assistant_id)
+    key = (await visible(resources, assistant_id)).assistant_id
     found = await resources.assistants.versions(key, query.metadata, query.limit, query.offset)
     if not found:
         raise NotFound(f"assistant {assistant_id} not found")
@@ -186,11 +210,13 @@ async def set_latest_version(assistant_id: str, resources: ResourcesT, data: Ver
     chosen = data.version if data is not None and data.version is not None else version
     if chosen is None:
         raise Unprocessable("version is required")
-    return (await resources.assistants.set_latest(_id(resources, assistant_id), chosen)).to_json()
+    key = _id(resources, assistant_id)
+    auth = await authorize("assistants", "update", {"assistant_id": key, "version": chosen})
+    return (await resources.assistants.set_latest(key, chosen, auth)).to_json()
 
 
 async def _entry(resources: ResourcesT, assistant_id: str) -> tuple[Assistant, GraphEntry]:
-    assistant = await resources.assistants.get(_id(resources, assistant_id))
+    assistant = await visible(resources, assistant_id)
     return assistant, _graph(resources, assistant.graph_id)
 
 

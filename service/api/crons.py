@@ -8,10 +8,13 @@ from typing import Any, Literal
 import msgspec
 from litestar import Response, delete, get, patch, post
 
+from service.api.runs import authorize_run
 from service.app_types import ResourcesT
 from service.assistants import resolve_assistant
+from service.auth.gate import authorize, current, run_configurable
 from service.errors import Unprocessable
 from service.runs.crons import CRON_FIELDS, PAYLOAD_FIELDS, CronFilters, CronSpec, CronStore, check_schedule, zone
+from service.runs.execution import RunCreate
 from service.runs.webhooks import validate_webhook
 from service.validation import storable
 
@@ -124,14 +127,28 @@ async def _create(resources: ResourcesT, thread_id: str | None, data: CronCreate
     _check_fields(resources, data)
     if thread_id is not None:
         storable(thread_id, "thread_id")
+    value: dict[str, Any] = {"thread_id": thread_id, "assistant_id": data.assistant_id, "schedule": data.schedule,
+                             "metadata": dict(data.metadata or {}), "payload": _payload(data, data.assistant_id)}
+    await authorize("crons", "create", value)
+    metadata = dict(value.get("metadata") or {})
+    # The runs it fires: the creator's create_run and the assistant they may read, checked now.
+    await authorize_run(resources, thread_id, msgspec.convert(
+        {"assistant_id": data.assistant_id, "metadata": metadata, "if_not_exists": "reject"}, RunCreate))
+    thread_auth = await authorize("threads", "read", {"thread_id": thread_id}) if thread_id is not None else None
     assistant, _ = await resolve_assistant(resources.assistants, resources.graphs, data.assistant_id)
     assistant_id = str(assistant.assistant_id)
+    payload = _payload(data, assistant_id)
+    user = run_configurable()
+    if user:
+        payload["_auth"] = user
+    principal = current()
     spec = CronSpec(
         assistant_id=assistant_id, thread_id=thread_id, schedule=data.schedule, timezone=data.timezone,
-        payload=_payload(data, assistant_id), metadata=dict(data.metadata or {}), enabled=data.enabled,
+        payload=payload, metadata=metadata, enabled=data.enabled,
         on_run_completed=data.on_run_completed if isinstance(data, CronCreate) else None, end_time=data.end_time,
+        user_id=principal.user.identity if principal is not None and principal.user is not None else None,
     )
-    return await store.create(spec)
+    return await store.create(spec, thread_auth)
 
 
 @post("/runs/crons", status_code=200)
@@ -155,8 +172,11 @@ async def search_crons(data: CronSearch, resources: ResourcesT) -> Response[list
     if unknown:
         raise Unprocessable(f"select: unknown field {unknown[0][:64]!r}; use any of {', '.join(CRON_FIELDS)}")
     storable([data.assistant_id, data.thread_id, data.metadata], "filter")
+    auth = await authorize("crons", "search", {"assistant_id": data.assistant_id, "thread_id": data.thread_id,
+                                               "metadata": dict(data.metadata or {}), "limit": data.limit,
+                                               "offset": data.offset})
     filters = CronFilters(assistant_id=data.assistant_id, thread_id=data.thread_id, enabled=data.enabled,
-                          metadata=data.metadata)
+                          metadata=data.metadata, auth=auth)
     # One row more than asked says whether there is a next page (the LangGraph Server's headers).
     rows = await _store(resources).search(filters, data.limit + 1, data.offset, data.sort_by, data.sort_order)
     more = len(rows) > data.limit
@@ -172,13 +192,16 @@ async def search_crons(data: CronSearch, resources: ResourcesT) -> Response[list
 @post("/runs/crons/count", status_code=200)
 async def count_crons(data: CronCount, resources: ResourcesT) -> int:
     storable([data.assistant_id, data.thread_id, data.metadata], "filter")
+    auth = await authorize("crons", "search", {"assistant_id": data.assistant_id, "thread_id": data.thread_id,
+                                               "metadata": dict(data.metadata or {})})
     return await _store(resources).count(CronFilters(assistant_id=data.assistant_id, thread_id=data.thread_id,
-                                                     metadata=data.metadata))
+                                                     metadata=data.metadata, auth=auth))
 
 
 @get("/runs/crons/{cron_id:str}")
 async def get_cron(cron_id: str, resources: ResourcesT) -> dict[str, Any]:
-    return await _store(resources).get(cron_id)
+    store = _store(resources)
+    return await store.get(cron_id, await authorize("crons", "read", {"cron_id": cron_id}))
 
 
 @patch("/runs/crons/{cron_id:str}")
@@ -192,12 +215,19 @@ async def patch_cron(cron_id: str, data: CronPatch, resources: ResourcesT) -> di
     cron_keys = ("schedule", "timezone", "end_time", "on_run_completed", "enabled", "metadata")
     changes = {k: v for k, v in given.items() if k in cron_keys}
     payload_changes = {k: v for k, v in given.items() if k not in cron_keys}
-    return await _store(resources).patch(cron_id, changes, payload_changes)
+    store = _store(resources)
+    value: dict[str, Any] = {"cron_id": cron_id, "metadata": dict(changes.get("metadata") or {}),
+                             "payload": payload_changes}
+    auth = await authorize("crons", "update", value)
+    if value.get("metadata") or "metadata" in changes:  # the handler's metadata (e.g. the tutorial's owner)
+        changes["metadata"] = dict(value.get("metadata") or {})
+    return await store.patch(cron_id, changes, payload_changes, auth)
 
 
 @delete("/runs/crons/{cron_id:str}", status_code=204)
 async def delete_cron(cron_id: str, resources: ResourcesT) -> None:
-    await _store(resources).delete(cron_id)
+    store = _store(resources)
+    await store.delete(cron_id, await authorize("crons", "delete", {"cron_id": cron_id}))
 
 
 ROUTES = [create_cron, create_thread_cron, search_crons, count_crons, get_cron, patch_cron, delete_cron]

@@ -20,8 +20,11 @@ from litestar import Request, Response, delete, get, post
 from litestar.params import Parameter
 from litestar.response import Stream
 
+from service.api.threads import visible_thread
 from service.app_types import ResourcesT
-from service.errors import BAD_REQUEST_RESPONSES, NotSupported, Unavailable, Unprocessable
+from service.assistants.store import parse_id, system_assistants
+from service.auth.gate import authorize, restricted, run_configurable
+from service.errors import BAD_REQUEST_RESPONSES, NotFound, NotSupported, Unavailable, Unprocessable
 from service.runs.events import Event
 from service.runs.execution import Outcome, RunCreate
 from service.runs.local import LocalRunManager
@@ -133,10 +136,42 @@ def _modes_filter(stream_mode: list[str] | None) -> set[str] | None:
 
 
 # -- creating ----------------------------------------------------------------------------------------
+async def authorize_run(resources: ResourcesT, thread_id: str | None, data: RunCreate) -> None:
+    """``threads:create_run`` (it may add metadata), the thread it names, and the assistant it runs.
+
+    A thread the caller may not use is 404, as if absent; so is an assistant they may not read
+    (the system assistants of the graphs excepted, as on the LangGraph Server).
+    """
+    if not restricted():
+        return
+    value: dict[str, Any] = {
+        "thread_id": thread_id, "assistant_id": data.assistant_id, "run_id": None, "status": "pending",
+        "metadata": dict(data.metadata or {}), "prevent_insert_if_inflight": True,
+        "multitask_strategy": data.multitask_strategy, "if_not_exists": data.if_not_exists,
+        "after_seconds": data.after_seconds,
+        "kwargs": {"input": data.input, "config": data.config, "context": data.context},
+    }
+    auth = await authorize("threads", "create_run", value)
+    data.metadata = dict(value.get("metadata") or {}) or None
+    if thread_id is not None:
+        seen = await resources.threads.access(thread_id, auth)
+        if seen is False or (seen is None and data.if_not_exists != "create"):
+            raise NotFound(f"thread {thread_id} not found")
+    try:
+        key = parse_id(data.assistant_id, resources.graphs)
+    except NotFound:
+        return  # the run's own resolution answers 404
+    if key not in {a.assistant_id for a in system_assistants(resources.graphs)}:
+        read = await authorize("assistants", "read", {"assistant_id": key})
+        if read:
+            await resources.assistants.get(key, read)
+
+
 async def _create(resources: ResourcesT, thread_id: str | None, data: RunCreate, kind: Kind) -> Created:
     if thread_id is not None:
         structlog.contextvars.bind_contextvars(thread_id=thread_id)
-    created = await _queue(resources).create(thread_id, data, kind)
+    await authorize_run(resources, thread_id, data)
+    created = await _queue(resources).create(thread_id, data, kind, run_configurable())
     _bind(created)
     return created
 
@@ -233,7 +268,9 @@ async def list_runs(thread_id: str, resources: ResourcesT, limit: int = Paramete
                     offset: int = Parameter(default=0, ge=0),
                     status: Literal["pending", "running", "error", "success", "timeout", "interrupted"] | None = None,
                     select: list[str] | None = None) -> list[dict[str, Any]]:
-    rows = await _queue(resources).of_thread(thread_id, status, limit, offset)
+    manager = _queue(resources)
+    await visible_thread(resources, thread_id, "search", {"thread_id": thread_id, "metadata": {}})
+    rows = await manager.of_thread(thread_id, status, limit, offset)
     out = [run_json(r) for r in rows]
     if select:
         out = [{k: v for k, v in r.items() if k in select} for r in out]
@@ -242,18 +279,23 @@ async def list_runs(thread_id: str, resources: ResourcesT, limit: int = Paramete
 
 @get("/threads/{thread_id:str}/runs/{run_id:str}")
 async def get_run(thread_id: str, run_id: str, resources: ResourcesT) -> dict[str, Any]:
-    return run_json(await _queue(resources).get(thread_id, run_id))
+    manager = _queue(resources)
+    await visible_thread(resources, thread_id, "read", {"thread_id": thread_id, "run_id": run_id})
+    return run_json(await manager.get(thread_id, run_id))
 
 
 @delete("/threads/{thread_id:str}/runs/{run_id:str}", status_code=204)
 async def delete_run(thread_id: str, run_id: str, resources: ResourcesT) -> None:
-    await _queue(resources).delete(thread_id, run_id)
+    manager = _queue(resources)
+    await visible_thread(resources, thread_id, "delete", {"thread_id": thread_id, "run_id": run_id})
+    await manager.delete(thread_id, run_id)
 
 
 @get("/threads/{thread_id:str}/runs/{run_id:str}/join")
 async def join_run(thread_id: str, run_id: str, resources: ResourcesT,
                    cancel_on_disconnect: str | None = None) -> Response[Any] | Stream:
     manager = _queue(resources)
+    await visible_thread(resources, thread_id, "read", {"thread_id": thread_id, "run_id": run_id})
     row = await manager.get(thread_id, run_id)
 
     async def cancel() -> None:
@@ -269,6 +311,7 @@ async def join_run_stream(thread_id: str, run_id: str, request: Request[Any, Any
                           stream_mode: list[str] | None = None, cancel_on_disconnect: str | None = None,
                           last_event_id: str | None = Parameter(header="Last-Event-ID", default=None)) -> Stream:
     manager = _queue(resources)
+    await visible_thread(resources, thread_id, "read", {"thread_id": thread_id, "run_id": run_id})
     row = await manager.get(thread_id, run_id)
     try:
         after = int(last_event_id) if last_event_id else 0
@@ -308,7 +351,7 @@ async def join_thread_stream(thread_id: str, resources: ResourcesT, stream_modes
         if not run_id or not seq.isdigit():
             raise Unprocessable(f"Last-Event-ID must be an event id of this thread's stream, got {last_event_id!r}")
         resume = (run_id, int(seq))
-    await resources.threads.get(thread_id)  # 404 before the stream starts
+    await visible_thread(resources, thread_id)  # 404 before the stream starts
     heartbeat = resources.settings.server.heartbeat_seconds
 
     async def events() -> AsyncIterator[bytes]:
@@ -329,6 +372,8 @@ async def _thread_events(manager: QueueRunManager, thread_id: str,
 async def cancel_run(thread_id: str, run_id: str, resources: ResourcesT, wait: str | None = None,
                      action: str | None = None) -> Response[Any] | Stream:
     manager = _queue(resources)
+    await visible_thread(resources, thread_id, "update",
+                         {"thread_id": thread_id, "action": _action(action), "metadata": {"run_ids": [run_id]}})
     row = await manager.get(thread_id, run_id)
     await manager.cancel(action=_action(action), run_ids=[str(row["run_id"])])
     if not _flag(wait):
@@ -343,8 +388,13 @@ async def cancel_runs(data: RunsCancel, resources: ResourcesT, action: str | Non
         raise Unprocessable("give either status, or thread_id and run_ids, not both")
     if data.status is None and not (data.thread_id and data.run_ids):
         raise Unprocessable("give status, or thread_id and run_ids")
-    await _queue(resources).cancel(action=_action(action), run_ids=data.run_ids, thread_id=data.thread_id,
-                                   status=data.status)
+    manager = _queue(resources)
+    auth = await authorize("threads", "update", {"thread_id": data.thread_id, "action": _action(action),
+                                                 "metadata": {"run_ids": data.run_ids, "status": data.status}})
+    if data.thread_id is not None and auth and not await resources.threads.access(data.thread_id, auth):
+        return  # another owner's thread: nothing of it is cancelled (and nothing said)
+    await manager.cancel(action=_action(action), run_ids=data.run_ids, thread_id=data.thread_id,
+                         status=data.status, auth=auth)
 
 
 ROUTES = [create_thread_run, create_stateless_run, create_run_batch, thread_run_wait, thread_run_stream,

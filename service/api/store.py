@@ -16,6 +16,7 @@ from litestar import Response, delete, get, post, put
 from litestar.openapi import ResponseSpec
 
 from service.app_types import ResourcesT
+from service.auth.gate import authorize
 from service.errors import PROBLEM_JSON, BadRequest, Unprocessable
 from service.validation import storable
 
@@ -62,6 +63,12 @@ def _labels(namespace: list[str] | tuple[str, ...], where: str, *, empty_ok: boo
     return tuple(namespace)
 
 
+async def _authorized(action: str, value: dict[str, Any], where: str, *, empty_ok: bool = True) -> tuple[str, ...]:
+    """Run the store handler (it may rewrite the namespace, or deny); the namespace to use."""
+    await authorize("store", action, value)
+    return _labels(list(value.get("namespace") or ()), where, empty_ok=empty_ok)
+
+
 def _page(limit: int, offset: int) -> None:
     if limit < 0 or offset < 0:
         raise Unprocessable("limit and offset must not be negative")
@@ -81,9 +88,12 @@ async def put_item(data: PutItem, resources: ResourcesT) -> None:
         raise Unprocessable("index must be false, a list of field paths, or null")
     if data.ttl is not None and data.ttl <= 0:
         raise Unprocessable("ttl must be a positive number of minutes, or null for no expiry")
-    index: Any = data.index
+    value: dict[str, Any] = {"namespace": namespace, "key": data.key, "value": data.value, "index": data.index,
+                             "ttl": data.ttl}
+    namespace = await _authorized("put", value, "namespace", empty_ok=False)
+    index: Any = value["index"]
     try:
-        await resources.store.aput(namespace, data.key, data.value, index=index, ttl=data.ttl)
+        await resources.store.aput(namespace, value["key"], value["value"], index=index, ttl=value["ttl"])
     except (InvalidNamespaceError, NotImplementedError, ValueError) as exc:
         raise _store_error(exc) from None
 
@@ -99,6 +109,7 @@ async def get_item(resources: ResourcesT, key: str | None = None, namespace: lis
         labels = labels[0].split(".") if labels[0] else []
     ns = _labels(labels, "namespace", empty_ok=True)
     storable(key, "key")
+    ns = await _authorized("get", {"namespace": ns, "key": key, "refresh_ttl": refresh_ttl}, "namespace")
     try:
         item = await resources.store.aget(ns, key, refresh_ttl=refresh_ttl)
     except (InvalidNamespaceError, ValueError) as exc:
@@ -110,6 +121,7 @@ async def get_item(resources: ResourcesT, key: str | None = None, namespace: lis
 async def delete_item(data: DeleteItem, resources: ResourcesT) -> None:
     namespace = _labels(data.namespace, "namespace", empty_ok=True)
     storable(data.key, "key")
+    namespace = await _authorized("delete", {"namespace": namespace, "key": data.key}, "namespace")
     try:
         await resources.store.adelete(namespace, data.key)
     except (InvalidNamespaceError, ValueError) as exc:
@@ -121,6 +133,8 @@ async def search_items(data: SearchItems, resources: ResourcesT) -> dict[str, An
     _page(data.limit, data.offset)
     prefix = _labels(data.namespace_prefix or [], "namespace_prefix", empty_ok=True)
     storable([data.filter, data.query], "search")
+    prefix = await _authorized("search", {"namespace": prefix, "filter": data.filter, "limit": data.limit,
+                                          "offset": data.offset, "query": data.query}, "namespace_prefix")
     try:
         items = await resources.store.asearch(prefix, query=data.query, filter=data.filter, limit=data.limit,
                                               offset=data.offset, refresh_ttl=data.refresh_ttl)
@@ -136,6 +150,9 @@ async def list_namespaces(data: ListNamespaces, resources: ResourcesT) -> dict[s
         raise Unprocessable("max_depth must be at least 1")
     prefix = _labels(data.prefix, "prefix", empty_ok=True) if data.prefix else None
     suffix = _labels(data.suffix, "suffix", empty_ok=True) if data.suffix else None
+    value = {"namespace": prefix or (), "suffix": suffix, "max_depth": data.max_depth, "limit": data.limit,
+             "offset": data.offset}
+    prefix = await _authorized("list_namespaces", value, "prefix") or None
     namespaces = await resources.store.alist_namespaces(prefix=prefix, suffix=suffix, max_depth=data.max_depth,
                                                         limit=data.limit, offset=data.offset)
     return {"namespaces": [list(ns) for ns in namespaces]}

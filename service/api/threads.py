@@ -13,6 +13,7 @@ from langgraph.types import StateSnapshot
 from litestar import delete, get, patch, post
 
 from service.app_types import ResourcesT
+from service.auth.gate import authorize
 from service.errors import BAD_REQUEST_RESPONSES, BadRequest, Conflict, NotFound, NotSupported, Unprocessable
 from service.graphs import GraphEntry, resolve
 from service.serde import to_jsonable
@@ -110,6 +111,13 @@ def _bind(thread_id: str) -> None:
     structlog.contextvars.bind_contextvars(thread_id=thread_id)
 
 
+async def visible_thread(resources: ResourcesT, thread_id: str, action: str = "read",
+                         value: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The thread, if the caller's auth handler lets them ``action`` it; 404 as if absent otherwise."""
+    auth = await authorize("threads", action, value if value is not None else {"thread_id": thread_id})
+    return await resources.threads.get(thread_id, auth)
+
+
 def _check_page(limit: int, offset: int = 0) -> None:
     if limit < 0 or offset < 0:
         raise Unprocessable("limit and offset must not be negative")
@@ -125,11 +133,16 @@ async def create_thread(data: ThreadCreate, resources: ResourcesT) -> dict[str, 
     storable(data.metadata, "metadata")
     if data.thread_id is not None:
         storable(data.thread_id, "thread_id")
-    metadata = dict(data.metadata or {})
+    value: dict[str, Any] = {"thread_id": data.thread_id, "metadata": dict(data.metadata or {}),
+                             "if_exists": data.if_exists, "ttl": None}
+    await authorize("threads", "create", value)
+    metadata = dict(value.get("metadata") or {})
     if data.graph_id:
         resolve(resources.graphs, data.graph_id)
         metadata["graph_id"] = data.graph_id
-    thread = await resources.threads.create(data.thread_id, metadata, data.if_exists, ttl)
+    # do_nothing answers an existing thread only when the caller may read it (409 otherwise).
+    read = await authorize("threads", "read", {"thread_id": data.thread_id}) if data.if_exists == "do_nothing" else None
+    thread = await resources.threads.create(data.thread_id, metadata, data.if_exists, read, ttl=ttl)
     _bind(thread["thread_id"])
     return thread
 
@@ -139,7 +152,8 @@ async def get_thread(thread_id: str, resources: ResourcesT, include: str | None 
     """``include=ttl`` adds the thread's TTL (``strategy``, ``ttl_minutes``, ``expires_at``) when it has one."""
     _bind(thread_id)
     fields = {f.strip() for f in (include or "").split(",")}  # others are ignored, as the LangGraph Server does
-    return await resources.threads.get(thread_id, include_ttl="ttl" in fields)
+    auth = await authorize("threads", "read", {"thread_id": thread_id})
+    return await resources.threads.get(thread_id, auth, include_ttl="ttl" in fields)
 
 
 @patch("/threads/{thread_id:str}")
@@ -147,21 +161,25 @@ async def patch_thread(thread_id: str, data: ThreadPatch, resources: ResourcesT)
     _bind(thread_id)
     ttl = data.ttl.parsed() if data.ttl is not None else None
     storable(data.metadata, "metadata")
-    return await resources.threads.patch(thread_id, data.metadata, ttl)
+    value: dict[str, Any] = {"thread_id": thread_id, "metadata": dict(data.metadata)}
+    auth = await authorize("threads", "update", value)
+    return await resources.threads.patch(thread_id, value["metadata"], auth, ttl=ttl)
 
 
 @delete("/threads/{thread_id:str}", status_code=204)
 async def delete_thread(thread_id: str, resources: ResourcesT) -> None:
     """Remove the thread row, its runs, and every checkpoint, blob and write of it."""
     _bind(thread_id)
-    await resources.threads.delete(thread_id)
+    await resources.threads.delete(thread_id, await authorize("threads", "delete", {"thread_id": thread_id}))
 
 
 @post("/threads/search", status_code=200)
 async def search_threads(data: ThreadSearch, resources: ResourcesT) -> list[dict[str, Any]]:
     _check_page(data.limit, data.offset)
     storable([data.metadata, data.values, data.ids], "filter")
-    filters = Filters(metadata=data.metadata, values=data.values, status=data.status, ids=data.ids)
+    auth = await authorize("threads", "search", {"metadata": dict(data.metadata or {}), "values": data.values,
+                                                 "status": data.status, "limit": data.limit, "offset": data.offset})
+    filters = Filters(metadata=data.metadata, values=data.values, status=data.status, ids=data.ids, auth=auth)
     rows = await resources.threads.search(filters, data.limit, data.offset, data.sort_by, data.sort_order)
     if data.select:
         rows = [{k: v for k, v in row.items() if k in data.select} for row in rows]
@@ -171,13 +189,17 @@ async def search_threads(data: ThreadSearch, resources: ResourcesT) -> list[dict
 @post("/threads/count", status_code=200)
 async def count_threads(data: ThreadCount, resources: ResourcesT) -> int:
     storable([data.metadata, data.values], "filter")
-    return await resources.threads.count(Filters(metadata=data.metadata, values=data.values, status=data.status))
+    auth = await authorize("threads", "search", {"metadata": dict(data.metadata or {}), "values": data.values,
+                                                 "status": data.status})
+    return await resources.threads.count(Filters(metadata=data.metadata, values=data.values, status=data.status,
+                                                 auth=auth))
 
 
 # -- state ----------------------------------------------------------------------------------------
 
-async def _thread_graph(resources: ResourcesT, thread_id: str) -> tuple[dict[str, Any], GraphEntry | None]:
-    thread = await resources.threads.get(thread_id)
+async def _thread_graph(resources: ResourcesT, thread_id: str,
+                        action: str = "read") -> tuple[dict[str, Any], GraphEntry | None]:
+    thread = await visible_thread(resources, thread_id, action)
     graph_id = thread["metadata"].get("graph_id")
     if graph_id:
         return thread, resolve(resources.graphs, graph_id)
@@ -283,7 +305,7 @@ async def post_state_at(thread_id: str, data: StateQuery, resources: ResourcesT)
 @post("/threads/{thread_id:str}/state", status_code=200, responses=BAD_REQUEST_RESPONSES)
 async def update_state(thread_id: str, data: StateUpdate, resources: ResourcesT) -> dict[str, Any]:
     _bind(thread_id)
-    thread, entry = await _thread_graph(resources, thread_id)
+    thread, entry = await _thread_graph(resources, thread_id, "update")
     if entry is None:  # 400, as the LangGraph Server answers: the operation needs the thread's graph
         raise BadRequest(f"thread {thread_id} has no assigned graph ID: run it first, create it with graph_id, "
                          "or set metadata.graph_id")
@@ -350,7 +372,16 @@ def _storage(resources: ResourcesT, what: str) -> ThreadStorage:
 async def copy_thread(thread_id: str, resources: ResourcesT) -> dict[str, Any]:
     """A new thread with this one's metadata, state and every checkpoint (one transaction)."""
     _bind(thread_id)
-    return await _storage(resources, "copying a thread").copy(thread_id)
+    storage = _storage(resources, "copying a thread")
+    if await resources.threads.access(thread_id, await authorize("threads", "read", {"thread_id": thread_id})) \
+            is False:  # another owner's thread answers as a missing one does (409, as the LangGraph Server)
+        raise Conflict(f"thread {thread_id} not found: nothing to copy")
+    value: dict[str, Any] = {"thread_id": None, "metadata": {}, "if_exists": "raise", "ttl": None}
+    restricted = await authorize("threads", "create", value)
+    copied = await storage.copy(thread_id)
+    if value["metadata"] or restricted:  # the copy belongs to whoever made it (owner metadata of create)
+        copied = await resources.threads.patch(copied["thread_id"], value["metadata"])
+    return copied
 
 
 @post("/threads/prune", status_code=200)
@@ -359,6 +390,10 @@ async def prune_threads(data: ThreadPrune, resources: ResourcesT) -> dict[str, i
     if len(data.thread_ids) > MAX_LIMIT:
         raise Unprocessable(f"at most {MAX_LIMIT} thread_ids per request")
     storable(data.thread_ids, "thread_ids")
+    auth = await authorize("threads", "delete", {"thread_ids": list(data.thread_ids)})
+    if auth:  # only the threads the caller may delete are pruned; the others count as absent
+        visible = [t for t in dict.fromkeys(data.thread_ids) if await resources.threads.access(t, auth)]
+        data = ThreadPrune(thread_ids=visible, strategy=data.strategy)
     if resources.pool is None and data.strategy == "delete":
         pruned = 0
         for thread_id in dict.fromkeys(data.thread_ids):
@@ -377,7 +412,7 @@ async def get_thread_storage(thread_id: str, resources: ResourcesT) -> dict[str,
     """Bytes the thread's checkpoints, channel values (per channel) and pending writes occupy, as stored."""
     _bind(thread_id)
     storage = _storage(resources, "thread storage")
-    await resources.threads.get(thread_id)  # 404 for a thread that does not exist
+    await visible_thread(resources, thread_id)  # 404 for a thread that does not exist (or is not the caller's)
     return await storage.storage(thread_id)
 
 

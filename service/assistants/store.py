@@ -25,6 +25,7 @@ from typing import Any, Literal, Protocol
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
+from service.auth.filters import clause, compile_filter, matches, named
 from service.errors import Conflict, NotFound
 from service.graphs import GraphEntry, assistant_id_for
 
@@ -89,18 +90,24 @@ class Filters:
     graph_id: str | None = None
     name: str | None = None
     metadata: dict[str, Any] | None = None
+    # What the caller's auth handler allows (service.auth.filters), over the assistant's metadata.
+    auth: dict[str, Any] | None = None
+
+
+AuthFilter = dict[str, Any] | None
 
 
 class AssistantStore(Protocol):
     graph_ids: list[str]
 
-    async def create(self, assistant: Assistant, if_exists: Literal["raise", "do_nothing"]) -> Assistant: ...
-    async def get(self, assistant_id: str) -> Assistant: ...
-    async def patch(self, assistant_id: str, change: Change) -> Assistant: ...
-    async def delete(self, assistant_id: str) -> None: ...
+    async def create(self, assistant: Assistant, if_exists: Literal["raise", "do_nothing"],
+                     auth: AuthFilter = None) -> Assistant: ...
+    async def get(self, assistant_id: str, auth: AuthFilter = None) -> Assistant: ...
+    async def patch(self, assistant_id: str, change: Change, auth: AuthFilter = None) -> Assistant: ...
+    async def delete(self, assistant_id: str, auth: AuthFilter = None) -> None: ...
     async def versions(self, assistant_id: str, metadata: dict[str, Any] | None, limit: int,
                        offset: int) -> list[Assistant]: ...
-    async def set_latest(self, assistant_id: str, version: int) -> Assistant: ...
+    async def set_latest(self, assistant_id: str, version: int, auth: AuthFilter = None) -> Assistant: ...
     async def search(self, filters: Filters, limit: int, offset: int, sort_by: str | None,
                      sort_order: str | None) -> tuple[list[Assistant], bool]: ...
     async def count(self, filters: Filters) -> int: ...
@@ -265,7 +272,8 @@ class PostgresAssistantStore(_Seeded):
                 "ids": [a.assistant_id for a in self.system], "graph_ids": [a.graph_id for a in self.system],
                 "names": [a.name for a in self.system], "metadata": Jsonb(SYSTEM_METADATA)})
 
-    async def create(self, assistant: Assistant, if_exists: Literal["raise", "do_nothing"]) -> Assistant:
+    async def create(self, assistant: Assistant, if_exists: Literal["raise", "do_nothing"],
+                     auth: AuthFilter = None) -> Assistant:
         await self.ready()
         async with self.pool.connection() as conn:
             cur = await conn.execute(CREATE_SQL, _params(assistant))
@@ -275,24 +283,26 @@ class PostgresAssistantStore(_Seeded):
                 row = await cur.fetchone()
                 if row is None:  # deleted in between: nothing to return, nothing created
                     raise Conflict(f"assistant {assistant.assistant_id} was being replaced; retry")
-                if if_exists == "raise":
+                if if_exists == "raise" or (auth and not matches(auth, row["metadata"])):
                     raise Conflict(f"assistant {assistant.assistant_id} already exists")
         return _row(row)
 
-    async def get(self, assistant_id: str) -> Assistant:
+    async def get(self, assistant_id: str, auth: AuthFilter = None) -> Assistant:
         await self.ready()
+        where, params = clause(auth, "metadata")
         async with self.pool.connection() as conn:
-            cur = await conn.execute(GET_SQL, (assistant_id, self.graph_ids))
+            cur = await conn.execute(GET_SQL + where, (assistant_id, self.graph_ids, *params))
             row = await cur.fetchone()
         if row is None:
             raise NotFound(f"assistant {assistant_id} not found")
         return _row(row)
 
-    async def patch(self, assistant_id: str, change: Change) -> Assistant:
+    async def patch(self, assistant_id: str, change: Change, auth: AuthFilter = None) -> Assistant:
         await self.ready()
+        where, params = clause(auth, "metadata")
         # The row lock orders concurrent patches, so each takes the next version number.
         async with self.pool.connection() as conn, conn.transaction():
-            cur = await conn.execute(LOCK_SQL, (assistant_id, self.graph_ids))
+            cur = await conn.execute(GET_SQL + where + " FOR UPDATE", (assistant_id, self.graph_ids, *params))
             row = await cur.fetchone()
             if row is None:
                 raise NotFound(f"assistant {assistant_id} not found")
@@ -306,10 +316,12 @@ class PostgresAssistantStore(_Seeded):
         assert row is not None
         return _row(row)
 
-    async def delete(self, assistant_id: str) -> None:
+    async def delete(self, assistant_id: str, auth: AuthFilter = None) -> None:
         await self.ready()
+        where, params = clause(auth, "metadata")
         async with self.pool.connection() as conn:
-            cur = await conn.execute(DELETE_SQL, (assistant_id, self.graph_ids))
+            cur = await conn.execute(DELETE_SQL.replace(" RETURNING", where + " RETURNING"),
+                                     (assistant_id, self.graph_ids, *params))
             if await cur.fetchone() is None:
                 raise NotFound(f"assistant {assistant_id} not found")
 
@@ -322,34 +334,41 @@ class PostgresAssistantStore(_Seeded):
             rows = await cur.fetchall()
         return [_row(r) for r in rows]
 
-    async def set_latest(self, assistant_id: str, version: int) -> Assistant:
+    async def set_latest(self, assistant_id: str, version: int, auth: AuthFilter = None) -> Assistant:
         await self.ready()
+        await self.get(assistant_id, auth)  # 404 for the assistant itself first (or one the caller may not change)
         async with self.pool.connection() as conn:
             cur = await conn.execute(SET_LATEST_SQL, (assistant_id, self.graph_ids, version))
             row = await cur.fetchone()
         if row is None:
-            await self.get(assistant_id)  # 404 for the assistant itself first
             raise NotFound(f"version {version} of assistant {assistant_id} not found")
         return _row(row)
 
-    def _filter_params(self, filters: Filters) -> dict[str, Any]:
-        return {"scope": self.graph_ids, "graph_id": filters.graph_id, "name": filters.name,
-                "metadata": Jsonb(filters.metadata) if filters.metadata else None}
+    def _filter_params(self, filters: Filters) -> tuple[str, dict[str, Any]]:
+        params = {"scope": self.graph_ids, "graph_id": filters.graph_id, "name": filters.name,
+                  "metadata": Jsonb(filters.metadata) if filters.metadata else None}
+        if not filters.auth:
+            return "", params
+        where, auth_params = named(compile_filter(filters.auth, "metadata"))
+        return f"  AND ({where})\n", {**params, **auth_params}
 
     async def search(self, filters: Filters, limit: int, offset: int, sort_by: str | None,
                      sort_order: str | None) -> tuple[list[Assistant], bool]:
         await self.ready()
         column, order = _order(sort_by, sort_order)
-        params = {**self._filter_params(filters), "limit": limit + 1, "offset": offset}
+        where, params = self._filter_params(filters)
+        params = {**params, "limit": limit + 1, "offset": offset}
+        sql = SEARCH_SQL.replace(_WHERE, _WHERE + where)
         async with self.pool.connection() as conn:
-            cur = await conn.execute(SEARCH_SQL.format(column=column, order=order), params)  # whitelisted
+            cur = await conn.execute(sql.format(column=column, order=order), params)  # whitelisted
             rows = await cur.fetchall()
         return [_row(r) for r in rows[:limit]], len(rows) > limit
 
     async def count(self, filters: Filters) -> int:
         await self.ready()
+        where, params = self._filter_params(filters)
         async with self.pool.connection() as conn:
-            cur = await conn.execute(COUNT_SQL, self._filter_params(filters))
+            cur = await conn.execute(COUNT_SQL + where, params)
             row = await cur.fetchone()
         return int(row["n"]) if row else 0
 
@@ -384,34 +403,36 @@ class MemoryAssistantStore(_Seeded):
         self.history[assistant.assistant_id] = {1: assistant}
         return True
 
-    def _get(self, assistant_id: str) -> Assistant:
+    def _get(self, assistant_id: str, auth: AuthFilter = None) -> Assistant:
         found = self.rows.get(assistant_id)
-        if found is None or found.graph_id not in self.graph_ids:
+        if found is None or found.graph_id not in self.graph_ids or (auth and not matches(auth, found.metadata)):
             raise NotFound(f"assistant {assistant_id} not found")
         return found
 
-    async def create(self, assistant: Assistant, if_exists: Literal["raise", "do_nothing"]) -> Assistant:
+    async def create(self, assistant: Assistant, if_exists: Literal["raise", "do_nothing"],
+                     auth: AuthFilter = None) -> Assistant:
         await self.ready()
-        if not self._insert(assistant) and if_exists == "raise":
+        if not self._insert(assistant) and (
+                if_exists == "raise" or (auth and not matches(auth, self.rows[assistant.assistant_id].metadata))):
             raise Conflict(f"assistant {assistant.assistant_id} already exists")
         return self.rows[assistant.assistant_id]
 
-    async def get(self, assistant_id: str) -> Assistant:
+    async def get(self, assistant_id: str, auth: AuthFilter = None) -> Assistant:
         await self.ready()
-        return self._get(assistant_id)
+        return self._get(assistant_id, auth)
 
-    async def patch(self, assistant_id: str, change: Change) -> Assistant:
+    async def patch(self, assistant_id: str, change: Change, auth: AuthFilter = None) -> Assistant:
         await self.ready()
-        current = self._get(assistant_id)
+        current = self._get(assistant_id, auth)
         version = max(self.history[assistant_id]) + 1
         updated = replace(change.apply(current, version), updated_at=dt.datetime.now(dt.UTC))
         self.history[assistant_id][version] = replace(updated, created_at=updated.updated_at)
         self.rows[assistant_id] = updated
         return updated
 
-    async def delete(self, assistant_id: str) -> None:
+    async def delete(self, assistant_id: str, auth: AuthFilter = None) -> None:
         await self.ready()
-        self._get(assistant_id)
+        self._get(assistant_id, auth)
         del self.rows[assistant_id]
         del self.history[assistant_id]
 
@@ -425,9 +446,9 @@ class MemoryAssistantStore(_Seeded):
                  if _contains(v.metadata, metadata or {})]
         return found[offset:offset + limit]
 
-    async def set_latest(self, assistant_id: str, version: int) -> Assistant:
+    async def set_latest(self, assistant_id: str, version: int, auth: AuthFilter = None) -> Assistant:
         await self.ready()
-        current = self._get(assistant_id)
+        current = self._get(assistant_id, auth)
         chosen = self.history[assistant_id].get(version)
         if chosen is None:
             raise NotFound(f"version {version} of assistant {assistant_id} not found")
@@ -439,7 +460,8 @@ class MemoryAssistantStore(_Seeded):
                 if a.graph_id in self.graph_ids
                 and (filters.graph_id is None or a.graph_id == filters.graph_id)
                 and (filters.name is None or filters.name.lower() in a.name.lower())
-                and (not filters.metadata or _contains(a.metadata, filters.metadata))]
+                and (not filters.metadata or _contains(a.metadata, filters.metadata))
+                and (not filters.auth or matches(filters.auth, a.metadata))]
 
     async def search(self, filters: Filters, limit: int, offset: int, sort_by: str | None,
                      sort_order: str | None) -> tuple[list[Assistant], bool]:

@@ -154,6 +154,8 @@ def load(path: Path) -> LanggraphJson:
     auth = data.get("auth")
     if auth is not None and not isinstance(auth, dict):
         raise ConfigError(f"{source}: 'auth' must be an object")
+    if auth is not None and isinstance(auth.get("path"), str):
+        auth = {**auth, "path": resolve_path(auth["path"], base_dir)}
     return LanggraphJson(path=path, graphs=graphs, env=env, http=http, store=store,
                          checkpointer=_section(data, "checkpointer", source), auth=auth)
 

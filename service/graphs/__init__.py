@@ -71,7 +71,10 @@ class GraphEntry:
         if self.source is None or self.source.factory_args is None:
             yield self.graph
             return
-        runtime = _ExecutionRuntime(access_context="threads.create_run", store=self.store, context=context)
+        # The run's user (service.auth puts it in the configurable, as the LangGraph Server does).
+        user = (config.get("configurable") or {}).get("langgraph_auth_user")
+        runtime = _ExecutionRuntime(access_context="threads.create_run", store=self.store, context=context,
+                                    user=user)
         async with _built(self.source, RunnableConfig(**config), runtime) as graph:  # type: ignore[typeddict-item]
             yield _bind(graph, self.graph_id, self.checkpointer, self.store)
 

@@ -34,6 +34,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from service import metrics
+from service.auth.filters import compile_filter, named
 from service.db import first_line as db_first_line
 from service.errors import UNAVAILABLE_ERRORS, NotFound, Unprocessable
 from service.logging import get_logger
@@ -177,7 +178,9 @@ def cron_json(row: dict[str, Any]) -> dict[str, Any]:
         "cron_id": str(row["cron_id"]), "assistant_id": row["assistant_id"], "thread_id": row["thread_id"],
         "on_run_completed": row["on_run_completed"], "end_time": iso(row["end_time"]),
         "schedule": row["schedule"], "timezone": row["timezone"], "created_at": iso(row["created_at"]),
-        "updated_at": iso(row["updated_at"]), "user_id": row["user_id"], "payload": row["payload"],
+        "updated_at": iso(row["updated_at"]), "user_id": row["user_id"],
+        # "_auth": the creator's user for the runs it fires (service.auth), never shown.
+        "payload": {k: v for k, v in (row["payload"] or {}).items() if k != "_auth"},
         "next_run_date": iso(row["next_run_date"]), "metadata": row["metadata"], "enabled": row["enabled"],
     }
 
@@ -211,10 +214,23 @@ class CronFilters:
     thread_id: str | None = None
     enabled: bool | None = None
     metadata: dict[str, Any] | None = None
+    # What the caller's auth handler allows (service.auth.filters), over the cron's metadata.
+    auth: dict[str, Any] | None = None
 
     def params(self) -> dict[str, Any]:
         return {"assistant_id": self.assistant_id, "thread_id": self.thread_id, "enabled": self.enabled,
                 "metadata": Jsonb(self.metadata) if self.metadata else None}
+
+    def where(self) -> tuple[str, dict[str, Any]]:
+        """The auth filter as an extra condition (named parameters), or nothing."""
+        return _auth_where(self.auth, "auth")
+
+
+def _auth_where(auth: dict[str, Any] | None, prefix: str, column: str = "metadata") -> tuple[str, dict[str, Any]]:
+    if not auth:
+        return "", {}
+    sql, params = named(compile_filter(auth, column), prefix)
+    return f"  AND ({sql})\n", params
 
 
 class CronStore:
@@ -228,7 +244,8 @@ class CronStore:
         if self.on_change is not None:
             self.on_change()
 
-    async def create(self, spec: CronSpec) -> dict[str, Any]:
+    async def create(self, spec: CronSpec, thread_auth: dict[str, Any] | None = None) -> dict[str, Any]:
+        """``thread_auth``: the caller's filter for reading the cron's thread (404 when it hides it)."""
         check_schedule(spec.schedule, spec.timezone)
         end_time = utc(spec.end_time)
         params = {
@@ -241,7 +258,8 @@ class CronStore:
         async with self.pool.connection() as conn, conn.transaction():
             cur = conn.cursor(row_factory=dict_row)
             if spec.thread_id is not None:
-                await cur.execute(THREAD_EXISTS_SQL, {"thread_id": spec.thread_id})
+                where, auth_params = _auth_where(thread_auth, "auth")
+                await cur.execute(THREAD_EXISTS_SQL + where, {"thread_id": spec.thread_id, **auth_params})
                 if await cur.fetchone() is None:
                     raise NotFound(f"thread {spec.thread_id} not found")
             await cur.execute(INSERT_SQL, params)
@@ -251,18 +269,21 @@ class CronStore:
         self._changed()
         return cron_json(row)
 
-    async def get(self, cron_id: str) -> dict[str, Any]:
+    async def get(self, cron_id: str, auth: dict[str, Any] | None = None) -> dict[str, Any]:
+        where, params = _auth_where(auth, "auth")
         async with self.pool.connection() as conn:
             cur = conn.cursor(row_factory=dict_row)
-            await cur.execute(GET_SQL, {"cron_id": parse_cron_id(cron_id)})
+            await cur.execute(GET_SQL + where, {"cron_id": parse_cron_id(cron_id), **params})
             row = await cur.fetchone()
         if row is None:
             raise NotFound(f"cron {cron_id} not found")
         return cron_json(row)
 
-    async def delete(self, cron_id: str) -> None:
+    async def delete(self, cron_id: str, auth: dict[str, Any] | None = None) -> None:
+        where, params = _auth_where(auth, "auth")
         async with self.pool.connection() as conn:
-            cur = await conn.execute(DELETE_SQL, {"cron_id": parse_cron_id(cron_id)})
+            cur = await conn.execute(DELETE_SQL.replace(" RETURNING", where + " RETURNING"),
+                                     {"cron_id": parse_cron_id(cron_id), **params})
             if await cur.fetchone() is None:
                 raise NotFound(f"cron {cron_id} not found")
 
@@ -271,19 +292,23 @@ class CronStore:
         sql = SEARCH_SQL.get((sort_by, sort_order.upper()))
         if sql is None:
             raise Unprocessable(f"cannot sort crons by {sort_by!r} {sort_order!r}")
+        where, auth_params = filters.where()
+        sql = sql.replace(_FILTER, _FILTER + where)
         async with self.pool.connection() as conn:
             cur = conn.cursor(row_factory=dict_row)
-            await cur.execute(sql, {**filters.params(), "limit": limit, "offset": offset})
+            await cur.execute(sql, {**filters.params(), **auth_params, "limit": limit, "offset": offset})
             return [cron_json(r) for r in await cur.fetchall()]
 
     async def count(self, filters: CronFilters) -> int:
         async with self.pool.connection() as conn:
             cur = conn.cursor(row_factory=dict_row)
-            await cur.execute(COUNT_SQL, filters.params())
+            where, auth_params = filters.where()
+            await cur.execute(COUNT_SQL + where, {**filters.params(), **auth_params})
             row = await cur.fetchone()
         return int(row["n"]) if row else 0
 
-    async def patch(self, cron_id: str, changes: dict[str, Any], payload_changes: dict[str, Any]) -> dict[str, Any]:
+    async def patch(self, cron_id: str, changes: dict[str, Any], payload_changes: dict[str, Any],
+                    auth: dict[str, Any] | None = None) -> dict[str, Any]:
         """Apply ``changes`` (schedule, timezone, end_time, enabled, on_run_completed, metadata) and
         ``payload_changes`` (run fields, merged into the payload). The next firing is recomputed from
         now when the schedule, time zone or enabled flag is given; a new end time only cuts it off
@@ -291,7 +316,8 @@ class CronStore:
         key = parse_cron_id(cron_id)
         async with self.pool.connection() as conn, conn.transaction():
             cur = conn.cursor(row_factory=dict_row)
-            await cur.execute(LOCK_SQL, {"cron_id": key})
+            where, auth_params = _auth_where(auth, "auth")
+            await cur.execute(LOCK_SQL.replace(" FOR UPDATE", where + " FOR UPDATE"), {"cron_id": key, **auth_params})
             row = await cur.fetchone()
             if row is None:
                 raise NotFound(f"cron {cron_id} not found")

@@ -120,7 +120,9 @@ class QueueRunManager:
             await asyncio.sleep(self.sample_interval)
 
     # -- creating ------------------------------------------------------------------------------------
-    async def create(self, thread_id: str | None, body: RunCreate, kind: Kind) -> Created:
+    async def create(self, thread_id: str | None, body: RunCreate, kind: Kind,
+                     user: dict[str, Any] | None = None) -> Created:
+        """``user``: what the run's configurable says of its user (service.auth.gate.run_configurable)."""
         requested_modes(body)
         storable([body.input, body.command and msgspec.structs.asdict(body.command), body.config, body.context,
                   body.metadata], "run")
@@ -128,6 +130,8 @@ class QueueRunManager:
             storable(thread_id, "thread_id")
         assistant, entry = await resolve_assistant(self.assistants, self.graphs, body.assistant_id)
         config, context = merge_run_config(assistant, body.config, body.context, entry.graph)
+        if user:
+            config = {**config, "configurable": {**(config.get("configurable") or {}), **user}}
         if body.after_seconds is not None and body.after_seconds < 0:
             raise Unprocessable("after_seconds must not be negative")
         if body.webhook is not None and self.webhook_check is not None:
@@ -177,6 +181,8 @@ class QueueRunManager:
         body = msgspec.convert(payload, RunCreate)
         assistant, entry = await resolve_assistant(self.assistants, self.graphs, body.assistant_id)
         config, context = merge_run_config(assistant, body.config, body.context, entry.graph)
+        if payload.get("_auth"):  # the user who created the cron (service.auth.gate.run_configurable)
+            config = {**config, "configurable": {**(config.get("configurable") or {}), **payload["_auth"]}}
         owner = {"graph_id": entry.graph_id, "assistant_id": assistant.assistant_id}
         create: dict[str, Any] | None = None
         if thread_id is None:
@@ -283,8 +289,9 @@ class QueueRunManager:
         await self.queue.delete(thread_id, run_id)
 
     async def cancel(self, *, action: CancelAction, run_ids: list[str] | None = None, thread_id: str | None = None,
-                     status: str | None = None) -> list[dict[str, Any]]:
-        targets = await self.queue.cancel(action=action, run_ids=run_ids, thread_id=thread_id, status=status)
+                     status: str | None = None, auth: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        targets = await self.queue.cancel(action=action, run_ids=run_ids, thread_id=thread_id, status=status,
+                                          auth=auth)
         for target in targets:
             if target["status"] == "running":
                 self.workers.cancel_local(target["run_id"], action)

@@ -29,6 +29,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
+from service.auth.filters import compile_filter, named
 from service.errors import Conflict, NotFound
 from service.runs.execution import Outcome
 from service.threads import LIVE_HOLDER
@@ -235,7 +236,7 @@ WITH target AS (
       AND (%(run_ids)s::uuid[] IS NULL OR run_id = ANY(%(run_ids)s::uuid[]))
       AND (%(thread_id)s::text IS NULL OR thread_id = %(thread_id)s)
       AND (%(status)s::text IS NULL OR %(status)s = 'all' OR status = %(status)s)
-    FOR UPDATE
+    FOR UPDATE OF runs
 ), flagged AS (
     UPDATE runs r SET cancel_action = %(action)s, updated_at = now()
     FROM target WHERE r.run_id = target.run_id AND target.status = 'running'
@@ -254,6 +255,9 @@ SELECT run_id::text AS run_id, status, (SELECT count(*) FROM flagged) AS flagged
     (SELECT count(*) FROM ended) + (SELECT count(*) FROM dropped) AS ended
 FROM target
 """
+
+# Where an auth filter narrows CANCEL_SQL to the caller's threads (parameters only, service.auth.filters).
+CANCEL_SCOPE = "AND (%(status)s::text IS NULL OR %(status)s = 'all' OR status = %(status)s)"
 
 # multitask_strategy interrupt/rollback: a new run on a busy thread cancels the runs before it.
 CANCEL_AHEAD_SQL = """
@@ -477,9 +481,19 @@ class RunQueue:
             raise Conflict(f"run {run_id} is still pending or running; cancel it first")
 
     async def cancel(self, *, action: CancelAction, run_ids: list[str] | None = None, thread_id: str | None = None,
-                     status: str | None = None, conn: Any = None) -> list[dict[str, Any]]:
+                     status: str | None = None, conn: Any = None,
+                     auth: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        """``auth``: an auth handler's filter; only runs of threads whose metadata it matches are cancelled."""
         params = {"action": action, "run_ids": [_uuid(r) for r in run_ids] if run_ids is not None else None,
                   "thread_id": thread_id, "status": status}
+        if auth:
+            where, named_params = named(compile_filter(auth, "t.metadata"))
+            params.update(named_params)
+            sql = CANCEL_SQL.replace(CANCEL_SCOPE, CANCEL_SCOPE + f" AND EXISTS (SELECT 1 FROM threads t "
+                                     f"WHERE t.thread_id = runs.thread_id AND ({where}))")
+            async with self.pool.connection() as own, own.transaction():
+                cur = await own.execute(sql, params)
+                return list(await cur.fetchall())
         if conn is not None:
             cur = await conn.execute(CANCEL_SQL, params)
             return list(await cur.fetchall())

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from service import metrics
+from service.auth.handlers import with_user
 from service.checkpointer import Deferred, deferred
 from service.errors import UNAVAILABLE_ERRORS
 from service.graphs import GraphEntry
@@ -178,7 +179,7 @@ class Workers:
                 raise asyncio.CancelledError
             kwargs = ex.row["kwargs"]
             target = RunTarget(run_id, thread_id, str(ex.row["assistant_id"]),
-                               kwargs.get("_config", ex.body.config or {}),
+                               with_user(kwargs.get("_config", ex.body.config or {})),
                                kwargs.get("_context", ex.body.context or {}))
             outcome = await run_graph(ex.entry, ex.body, target, emit, resume=resume)
         except asyncio.CancelledError:

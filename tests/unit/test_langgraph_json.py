@@ -102,12 +102,12 @@ class TestStore:
 
 
 class TestServerVariables:
-    def test_should_map_n_jobs_per_worker_and_keep_auth_and_checkpointer_ttl(self, tmp_path: Path) -> None:
+    def test_should_map_n_jobs_per_worker_and_resolve_auth_and_keep_checkpointer_ttl(self, tmp_path: Path) -> None:
         config = {"auth": {"path": "./auth.py:auth"}, "checkpointer": {"ttl": {"strategy": "keep_latest",
                                                                                "default_ttl": 60}}}
         s = settings(tmp_path, config, N_JOBS_PER_WORKER="4")
         assert s.server.jobs_per_worker == 4
-        assert s.auth == {"path": "./auth.py:auth"}
+        assert s.auth == {"path": f"{tmp_path.resolve() / 'auth.py'}:auth"}  # relative to the file, as graphs
         assert s.checkpointer_ttl is not None and s.checkpointer_ttl.strategy == "keep_latest"
         assert settings(tmp_path, LANGGRAPH_AUTH='{"path": "x.py:a"}').auth == {"path": "x.py:a"}
         assert settings(tmp_path).server.jobs_per_worker == 10

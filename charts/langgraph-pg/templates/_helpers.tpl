@@ -201,6 +201,20 @@ that depends on them, so `helm template` fails with one clear line.
 {{- if and .Values.apiKeys.enabled (not .Values.apiKeys.existingSecret) (not .Values.apiKeys.keys) }}
 {{- fail "apiKeys.enabled is true but apiKeys.keys is empty and apiKeys.existingSecret is not set" }}
 {{- end }}
+{{- if and (gt (int .Values.config.metricsPort) 0) (or (lt (int .Values.config.metricsPort) 1024) (eq (int .Values.config.metricsPort) (int .Values.config.port))) }}
+{{- fail "config.metricsPort must be 0 (metrics on the http port) or a port from 1024 other than config.port" }}
+{{- end }}
+{{- if .Values.auth.jwt.enabled }}
+{{- if and (not .Values.auth.jwt.existingSecret) (not .Values.auth.jwt.key) }}
+{{- fail "auth.jwt.enabled is true but auth.jwt.key is empty and auth.jwt.existingSecret is not set" }}
+{{- end }}
+{{- if not .Values.apiKeys.enabled }}
+{{- fail "auth.jwt.enabled needs apiKeys.enabled: the helm test Pod (and other services) call with an API key" }}
+{{- end }}
+{{- if (.Values.langgraphJson.content.auth | default dict).path }}
+{{- fail "auth.jwt.enabled and langgraphJson.content.auth.path are both set: choose your own Auth handlers or the built-in JWT" }}
+{{- end }}
+{{- end }}
 {{- if and .Values.autoscaling.enabled (gt (int .Values.autoscaling.minReplicas) (int .Values.autoscaling.maxReplicas)) }}
 {{- fail "autoscaling.minReplicas must not exceed autoscaling.maxReplicas" }}
 {{- end }}
@@ -321,4 +335,15 @@ depends on: store.index needs the vector steps), so the hook needs no ConfigMap 
 - name: LANGGRAPH_STORE
   value: {{ .Values.langgraphJson.content.store | toJson | quote }}
 {{- end }}
+{{- end }}
+
+{{/*
+The built-in JWT's Secret (the chart's own, or auth.jwt.existingSecret) and the file the pods read.
+*/}}
+{{- define "langgraph-pg.authSecretName" -}}
+{{- default (printf "%s-auth" (include "langgraph-pg.fullname" .)) .Values.auth.jwt.existingSecret }}
+{{- end }}
+
+{{- define "langgraph-pg.authKeyFile" -}}
+{{- printf "%s/%s" (trimSuffix "/" .Values.auth.jwt.mountPath) (ternary "jwks.json" "public-key.pem" (eq .Values.auth.jwt.keyFormat "jwks")) }}
 {{- end }}
