@@ -26,6 +26,7 @@ import psycopg
 from tests.observability.prom import prometheus
 from tests.support.race import ROOT, python_env
 from tests.support.service import ServiceProcess
+from tests.support.services import free_port
 
 QUESTION = {"messages": [{"role": "user", "content": "My invoice shows the wrong amount"}]}
 RUNS_SUCCESS = re.compile(r'^langgraph_runs_total\{graph="support",status="success"\} ([0-9.e+]+)$', re.M)
@@ -70,6 +71,24 @@ class TestWorkers:
             with prometheus({pod.url.removeprefix("http://"): {"pod": "p"}}, None, []) as prom:
                 result = prom.wait_for('langgraph_runs_total{graph="support",status="success"}', timeout=30)
                 assert [float(r["value"][1]) for r in result] == [total]
+        finally:
+            pod.stop()
+
+    def test_should_serve_the_summed_metrics_on_the_metrics_port(self, migrated_db: str) -> None:
+        """METRICS_PORT with two workers: the supervisor serves the pod's sums there, the API port none."""
+        metrics_port = free_port()
+        pod = ServiceProcess(migrated_db, WEB_CONCURRENCY="2", METRICS_PORT=str(metrics_port)).start()
+        try:
+            deadline = time.monotonic() + 90
+            while len(by_pod := runs_by_pod(migrated_db)) < 2:
+                assert set(asyncio.run(runs_batch(pod.url, 8))) == {200}
+                assert time.monotonic() < deadline, f"one worker served every run: {by_pod}"
+            total = sum(by_pod.values())
+            assert httpx.get(pod.url + "/metrics", timeout=10).status_code == 404
+            text = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text
+            match = RUNS_SUCCESS.search(text)
+            assert match is not None, text[:2000]
+            assert float(match.group(1)) == total
         finally:
             pod.stop()
 
