@@ -1,22 +1,11 @@
 // Every assistants operation of the official JS client (LANGGRAPH_URL; graphs of ASSISTANT_GRAPHS).
 // Prints one JSON object of what the server answered; tests/e2e/test_assistants.py checks it against
 // the service and PostgreSQL. A call that fails unexpectedly throws: node exits non-zero, the test fails.
-import { Client } from "@langchain/langgraph-sdk";
+import { clientFor, statusOf } from "./client.mjs";
 
-const client = new Client({ apiUrl: process.env.LANGGRAPH_URL, callerOptions: { maxRetries: 0 } });
+const client = clientFor();
 const tag = process.env.TAG;
 const out = {};
-
-// The HTTP status of a call expected to fail (null when it succeeds, which the test rejects).
-async function statusOf(call) {
-  try {
-    await call();
-    return null;
-  } catch (error) {
-    if (typeof error?.status !== "number") throw error;
-    return error.status;
-  }
-}
 
 const id = crypto.randomUUID();
 out.id = id;

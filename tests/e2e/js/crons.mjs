@@ -1,8 +1,8 @@
 // Every cron operation of the official JS client against the service at LANGGRAPH_URL.
 // Prints one JSON object of what the server answered; tests/e2e/test_crons.py checks it.
-import { Client } from "@langchain/langgraph-sdk";
+import { clientFor } from "./client.mjs";
 
-const client = new Client({ apiUrl: process.env.LANGGRAPH_URL, callerOptions: { maxRetries: 0 } });
+const client = clientFor();
 const out = {};
 const assistantId = process.env.ASSISTANT_ID;
 

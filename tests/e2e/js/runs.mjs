@@ -1,9 +1,9 @@
 // Every runs operation of the official JS client against two pods (LANGGRAPH_URL, LANGGRAPH_URL_B).
 // Prints one JSON object of what the servers answered; tests/e2e/test_background_runs.py checks it.
-import { Client } from "@langchain/langgraph-sdk";
+import { clientFor } from "./client.mjs";
 
-const a = new Client({ apiUrl: process.env.LANGGRAPH_URL, callerOptions: { maxRetries: 0 } });
-const b = new Client({ apiUrl: process.env.LANGGRAPH_URL_B, callerOptions: { maxRetries: 0 } });
+const a = clientFor();
+const b = clientFor(process.env.LANGGRAPH_URL_B);
 const out = {};
 
 const thread = await a.threads.create();

@@ -1,21 +1,11 @@
 // Every store operation of the official JS client (LANGGRAPH_URL; a store with a semantic index on "text").
 // Prints one JSON object of what the server answered; tests/e2e/test_store.py checks it against the
 // service and PostgreSQL. A call that fails unexpectedly throws: node exits non-zero, the test fails.
-import { Client } from "@langchain/langgraph-sdk";
+import { clientFor, statusOf } from "./client.mjs";
 
-const client = new Client({ apiUrl: process.env.LANGGRAPH_URL, callerOptions: { maxRetries: 0 } });
+const client = clientFor();
 const ns = ["js", process.env.TAG];
 const out = {};
-
-async function statusOf(call) {
-  try {
-    await call();
-    return null;
-  } catch (error) {
-    if (typeof error?.status !== "number") throw error;
-    return error.status;
-  }
-}
 
 await client.store.putItem([...ns, "pets"], "dog", { text: "dogs bark loudly at the mailman", kind: "pet" });
 await client.store.putItem([...ns, "pets"], "cat", { text: "cats purr quietly on the sofa", kind: "pet" }, { ttl: 30 });

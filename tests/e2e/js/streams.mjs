@@ -1,9 +1,9 @@
 // stream_mode "messages" and "events" through the official JS client (LANGGRAPH_URL; joins on LANGGRAPH_URL_B).
 // Prints one JSON object of the events it got; tests/e2e/test_stream_modes.py checks it.
-import { Client } from "@langchain/langgraph-sdk";
+import { clientFor } from "./client.mjs";
 
-const a = new Client({ apiUrl: process.env.LANGGRAPH_URL, callerOptions: { maxRetries: 0 } });
-const b = new Client({ apiUrl: process.env.LANGGRAPH_URL_B, callerOptions: { maxRetries: 0 } });
+const a = clientFor();
+const b = clientFor(process.env.LANGGRAPH_URL_B);
 const input = { messages: [{ role: "user", content: "When does my order ship?" }] };
 const collect = async (stream) => {
   const parts = [];

@@ -1,21 +1,11 @@
 // Every threads operation of the official JS client (LANGGRAPH_URL; the test graphs, ledger among them).
 // Prints one JSON object of what the server answered; tests/e2e/test_thread_ops.py checks it against
 // the service and PostgreSQL. A call that fails unexpectedly throws: node exits non-zero, the test fails.
-import { Client } from "@langchain/langgraph-sdk";
+import { clientFor, statusOf } from "./client.mjs";
 
-const client = new Client({ apiUrl: process.env.LANGGRAPH_URL, callerOptions: { maxRetries: 0 } });
+const client = clientFor();
 const tag = process.env.TAG;
 const out = {};
-
-async function statusOf(call) {
-  try {
-    await call();
-    return null;
-  } catch (error) {
-    if (typeof error?.status !== "number") throw error;
-    return error.status;
-  }
-}
 
 const id = crypto.randomUUID();
 out.id = id;
