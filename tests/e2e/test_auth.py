@@ -439,13 +439,7 @@ def test_should_answer_403_when_a_handler_denies(pod: ServiceProcess) -> None:
     ({"LANGGRAPH_AUTH": json.dumps({"path": TUTORIAL}), "CHECKPOINTER": "memory"}, "auth needs CHECKPOINTER=postgres"),
 ])
 def test_should_stop_with_one_line_on_a_bad_auth_setting(migrated_db: str, env: dict[str, str], message: str) -> None:
-    p = ServiceProcess(migrated_db, **env)
-    p.start(wait=None)
-    try:
-        assert p.proc is not None and p.proc.wait(30) == 2
-    finally:
-        p.stop()
-    logs = p.logs()
+    logs = ServiceProcess(migrated_db, **env).refused_start()
     assert message in logs and "Traceback" not in logs, logs[-2000:]
 
 
@@ -476,12 +470,7 @@ def test_should_serve_metrics_on_their_own_port_when_split(migrated_db: str) -> 
         assert httpx.get(f"{p.url}/ok").status_code == 200
     clash = ServiceProcess(migrated_db, METRICS_PORT="0")
     clash.env["METRICS_PORT"] = str(clash.port)
-    clash.start(wait=None)
-    try:
-        assert clash.proc is not None and clash.proc.wait(30) == 2
-    finally:
-        clash.stop()
-    assert "METRICS_PORT must be a port other than PORT" in clash.logs()
+    assert "METRICS_PORT must be a port other than PORT" in clash.refused_start()
 
 
 WHO_APP = '''

@@ -233,11 +233,5 @@ def test_should_verify_es256_with_a_rotated_jwks(pg_server: Any, tmp_path: Path)
     ({"AUTH_JWT_KEY_FILE": "/x", "AUTH_JWT_LEEWAY_SECONDS": "soon"}, "AUTH_JWT_LEEWAY_SECONDS must be a number"),
 ])
 def test_should_stop_with_one_line_on_a_bad_jwt_setting(migrated_db: str, env: dict[str, str], message: str) -> None:
-    p = ServiceProcess(migrated_db, **env)
-    p.start(wait=None)
-    try:
-        assert p.proc is not None and p.proc.wait(30) == 2
-    finally:
-        p.stop()
-    logs = p.logs()
+    logs = ServiceProcess(migrated_db, **env).refused_start()
     assert message in logs and "Traceback" not in logs, logs[-2000:]

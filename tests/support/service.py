@@ -41,6 +41,15 @@ class ServiceProcess:
             self.wait_for(wait, timeout=timeout)
         return self
 
+    def refused_start(self, code: int = 2, timeout: float = 30) -> str:
+        """Start a service that must stop at once with ``code`` (a bad setting); return its logs."""
+        self.start(wait=None)
+        try:
+            assert self.proc is not None and self.proc.wait(timeout) == code, self.logs()[-2000:]
+        finally:
+            self.stop()
+        return self.logs()
+
     def wait_for(self, path: str, status: int = 200, timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout
         last: object = None
