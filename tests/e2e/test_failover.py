@@ -18,6 +18,7 @@ import pytest
 
 from migrate.runner import Options, run
 from service.db import to_url
+from service.runs.execution import UNAVAILABLE_MESSAGE
 from tests.support.load import Call, Load
 from tests.support.pgcluster import Cluster, require_pg15
 from tests.support.service import ServiceProcess
@@ -121,9 +122,15 @@ def check_and_report(name: str, load: Load, pods: list[ServiceProcess], figures:
           f"{sum(len(v) for v in load.acknowledged.values())}, lost {len(lost)}; primary gone "
           f"{figures['outage_s']:.1f} s (promotion {figures['promote_s']:.1f} s), first run "
           f"{figures['first_run_s']:.2f} s and both pods ready {figures['ready_s']:.2f} s after the promotion"
+          + (f"; {len(load.streamed_errors)} runs/wait past the heartbeat ended with the outage in the body"
+             if load.streamed_errors else "")
           + (f"; replay lag at the failover {int(figures['lag_bytes'])} bytes" if "lag_bytes" in figures else ""))
     assert failed, "the failover was not noticed at all"
     assert load.errors_in_body == [], load.errors_in_body  # a run the database failed under is a 503
+    # ...unless its runs/wait outlived STREAM_HEARTBEAT_SECONDS: the 200 went out with the first
+    # keep-alive, so the body names the outage (a client retries on that message, docs/reliability.md).
+    for body in load.streamed_errors:
+        assert UNAVAILABLE_MESSAGE in body, body
     for call in failed:  # never a hang (status 0: the client's 30 s timeout), never another 5xx
         assert call.status == 503, call
         assert call.retry_after, call

@@ -26,6 +26,9 @@ class Call:
     seconds: float
     problem: str = ""
     retry_after: str | None = None
+    # A 200 that began with keep-alive newlines (runs/wait past STREAM_HEARTBEAT_SECONDS): its
+    # status was sent before the run ended, so an outage after that can only show in the body.
+    streamed: bool = False
 
 
 @dataclass
@@ -38,6 +41,8 @@ class Load:
     acknowledged: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
     # 200 answers of runs/wait without the run's result (``{"__error__": ...}``), not acknowledged.
     errors_in_body: list[str] = field(default_factory=list)
+    # The same, for answers whose 200 had already been sent as keep-alives (Call.streamed).
+    streamed_errors: list[str] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _threads: list[threading.Thread] = field(default_factory=list)
@@ -54,12 +59,20 @@ class Load:
         except httpx.HTTPError as exc:
             self._record(Call(method, path, 0, time.monotonic() - started, type(exc).__name__))
             return None
-        call = Call(method, path, response.status_code, time.monotonic() - started)
+        call = Call(method, path, response.status_code, time.monotonic() - started,
+                    streamed=response.status_code == 200 and response.content.startswith(b"\n"))
         if response.status_code >= 400:
             call.problem = response.text[:300]
             call.retry_after = response.headers.get("retry-after")
         self._record(call)
-        return response.json() if response.status_code < 400 and response.content else None
+        if response.status_code >= 400 or not response.content:
+            return None
+        body = response.json()
+        if call.streamed and isinstance(body, dict) and "__error__" in body:
+            with self._lock:
+                self.streamed_errors.append(str(body)[:300])
+            return {"__streamed__": True}  # counted above; not an answer, not an error in the body
+        return body
 
     def _record(self, call: Call) -> None:
         with self._lock:
@@ -77,6 +90,8 @@ class Load:
         """A runs/wait body with messages, else None: a 200 carrying ``__error__`` is not an answer."""
         if body is None or "messages" in body:
             return body  # type: ignore[no-any-return]
+        if body.get("__streamed__"):
+            return None
         with self._lock:
             self.errors_in_body.append(str(body)[:300])
         return None
