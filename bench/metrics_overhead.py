@@ -29,13 +29,12 @@ import time
 from pathlib import Path
 
 import httpx
-import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from http_runs import Result, Server, drive  # noqa: E402
+from http_runs import Result, Server, cpu_seconds, drive  # noqa: E402
 
 from service.db import to_url  # noqa: E402
 from tests.support.pg import PgServer  # noqa: E402
@@ -63,11 +62,6 @@ class LoggedServer(Server):
             except httpx.HTTPError:
                 time.sleep(0.2)
         raise RuntimeError(f"{self.name} did not start; see {self.log}")
-
-
-def cpu_seconds(pid: int) -> float:
-    times = psutil.Process(pid).cpu_times()
-    return float(times.user + times.system)
 
 
 def measure(servers: list[Server], args: argparse.Namespace) -> tuple[list[Result], dict[str, list[float]],
@@ -100,13 +94,13 @@ def _phase(servers: list[Server], args: argparse.Namespace, rates: dict[str, lis
         for round_ in range(args.rounds):
             for server in servers if round_ % 2 == 0 else list(reversed(servers)):
                 assert server.proc is not None
-                before = cpu_seconds(server.proc.pid)
+                before = cpu_seconds([server.proc.pid])
                 try:
                     f, seconds, lat = asyncio.run(drive(server.url, args.runs, args.concurrency, server.body_extra))
                 except httpx.HTTPError:
                     raise RuntimeError(f"{server.name} failed (exit code {server.proc.poll()}); see "
                                        f"{getattr(server, 'log', '?')}") from None
-                cpu[server.name].append((cpu_seconds(server.proc.pid) - before) / args.runs)
+                cpu[server.name].append((cpu_seconds([server.proc.pid]) - before) / args.runs)
                 rates[server.name].append(args.runs / seconds)
                 latencies[server.name] += lat
                 failed[server.name] += f

@@ -26,49 +26,19 @@ import tempfile
 import time
 from pathlib import Path
 
-import psutil
 import psycopg
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from http_runs import Server, drive  # noqa: E402
+from http_runs import Server, cpu_seconds, drive, postmaster_pid  # noqa: E402
 
 from service.db import to_url  # noqa: E402
 from tests.support.pg import PgServer  # noqa: E402
 from tests.support.race import python_env  # noqa: E402
 
 EXTRA: dict[str, object] = {"durability": "sync", "if_not_exists": "create"}
-
-
-def cpu_seconds(procs: list[psutil.Process]) -> float:
-    total = 0.0
-    for p in procs:
-        try:
-            t = p.cpu_times()
-        except psutil.NoSuchProcess:
-            continue
-        total += t.user + t.system
-    return total
-
-
-def postgres_tree(pid: int) -> list[psutil.Process]:
-    root = psutil.Process(pid)
-    return [root, *root.children(recursive=True)]
-
-
-def postmaster_pid(admin: str) -> int:
-    with psycopg.connect(admin) as conn:
-        row = conn.execute("SELECT setting FROM pg_settings WHERE name = 'data_directory'").fetchone()
-    assert row is not None
-    return int((Path(row[0]) / "postmaster.pid").read_text().splitlines()[0])
-
-
-def pg_cpu_seconds(pid: int) -> float:
-    """CPU of the whole instance; backends that ended meanwhile are lost, so the service's pool
-    keeps its connections (min size = max size) while this is measured."""
-    return cpu_seconds(postgres_tree(pid))
 
 
 def top_of_profile(raw: Path, limit: int = 25) -> str:
@@ -98,7 +68,7 @@ def measure(server: Server, runs: int, concurrency: int, warmup: int, profile: P
     server.start()
     try:
         assert server.proc is not None
-        service = psutil.Process(server.proc.pid)
+        service = server.proc.pid
         asyncio.run(drive(server.url, warmup, concurrency, server.body_extra))
         pg_pid = postmaster_pid(admin) if admin else None
         if admin:
@@ -115,10 +85,10 @@ def measure(server: Server, runs: int, concurrency: int, warmup: int, profile: P
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(1.0)
         cpu0 = cpu_seconds([service])
-        pg0 = pg_cpu_seconds(pg_pid) if pg_pid else 0.0
+        pg0 = cpu_seconds([pg_pid]) if pg_pid else 0.0
         failed, seconds, latencies = asyncio.run(drive(server.url, runs, concurrency, server.body_extra))
         cpu1 = cpu_seconds([service])
-        pg1 = pg_cpu_seconds(pg_pid) if pg_pid else 0.0
+        pg1 = cpu_seconds([pg_pid]) if pg_pid else 0.0
         if spy is not None:
             spy.send_signal(2)
             spy.wait(30)
