@@ -81,6 +81,9 @@ async def _wait_response(outcome: Awaitable[Outcome], headers: dict[str, str], h
     async def body() -> AsyncIterator[bytes]:
         finished = False
         try:
+            # The 200 goes out now, a heartbeat after the request: start the body with a keep-alive at
+            # once, so that every answer sent this way (an outage in it included) is told by its first byte.
+            yield b"\n"
             while not (await asyncio.wait({task}, timeout=heartbeat))[0]:
                 yield b"\n"
             finished = True

@@ -387,6 +387,20 @@ class TestHeartbeats:
         assert json.loads(body)["log"] == ["x"]
         assert b": heartbeat" in stream and b"event: values" in stream
 
+    def test_should_start_the_body_with_a_keep_alive_as_soon_as_the_status_is_sent(self, migrated_db: str) -> None:
+        # A run that ends between the first and the second heartbeat: its 200 went out at the first,
+        # so its body must start with a newline too (the client tells such answers by it).
+        with ServiceProcess(migrated_db, STREAM_HEARTBEAT_SECONDS="3") as pod, \
+                httpx.Client(base_url=pod.url, timeout=30) as http:
+            thread_id = http.post("/threads", json={}).json()["thread_id"]
+            started = time.monotonic()
+            with http.stream("POST", f"/threads/{thread_id}/runs/wait",
+                             json={"assistant_id": "ledger", "input": {"tag": "x", "delay": 3.5}}) as response:
+                body = b"".join(response.iter_raw())
+            took = time.monotonic() - started
+        assert body.startswith(b"\n"), (took, body[:80])
+        assert json.loads(body)["log"] == ["x"]
+
 
 class TestAsyncClient:
     def test_should_drive_background_runs_with_the_async_sdk(self, three_pods: list[ServiceProcess]) -> None:
