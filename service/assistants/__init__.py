@@ -5,7 +5,7 @@ by which an assistant's config and context enter its runs, ``introspect`` what a
 itself (drawable graph, schemas, subgraphs).
 """
 
-from service.assistants.config import merge_run_config, resolve_assistant, thread_metadata
+from service.assistants.config import assistant_for_run, merge_run_config, resolve_assistant, thread_metadata
 from service.assistants.store import (
     Assistant,
     AssistantStore,
@@ -16,4 +16,4 @@ from service.assistants.store import (
 )
 
 __all__ = ["Assistant", "AssistantStore", "Change", "Filters", "MemoryAssistantStore", "PostgresAssistantStore",
-           "merge_run_config", "resolve_assistant", "thread_metadata"]
+           "assistant_for_run", "merge_run_config", "resolve_assistant", "thread_metadata"]

@@ -126,7 +126,19 @@ async def resolve_assistant(store: AssistantStore, graphs: dict[str, GraphEntry]
     A run naming something that is neither answers 404, as on the LangGraph Server.
     """
     assistant = await store.get(parse_id(assistant_id, graphs))
+    return assistant, _entry(graphs, assistant, assistant_id)
+
+
+async def assistant_for_run(store: AssistantStore, graphs: dict[str, GraphEntry], assistant_id: str,
+                            fresh: bool = False) -> tuple[Assistant, GraphEntry, str | None]:
+    """As :func:`resolve_assistant`, with the revision of the row it was read at (None: no check
+    needed), and from the store's memory unless ``fresh`` (``AssistantStore.for_run``)."""
+    assistant, revision = await store.for_run(parse_id(assistant_id, graphs), fresh)
+    return assistant, _entry(graphs, assistant, assistant_id), revision
+
+
+def _entry(graphs: dict[str, GraphEntry], assistant: Assistant, assistant_id: str) -> GraphEntry:
     entry = graphs.get(assistant.graph_id)
     if entry is None:
         raise NotFound(f"assistant {assistant_id} not found")
-    return assistant, entry
+    return entry

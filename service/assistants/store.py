@@ -103,6 +103,7 @@ class AssistantStore(Protocol):
     async def create(self, assistant: Assistant, if_exists: Literal["raise", "do_nothing"],
                      auth: AuthFilter = None) -> Assistant: ...
     async def get(self, assistant_id: str, auth: AuthFilter = None) -> Assistant: ...
+    async def for_run(self, assistant_id: str, fresh: bool = False) -> tuple[Assistant, str | None]: ...
     async def patch(self, assistant_id: str, change: Change, auth: AuthFilter = None) -> Assistant: ...
     async def delete(self, assistant_id: str, auth: AuthFilter = None) -> None: ...
     async def versions(self, assistant_id: str, metadata: dict[str, Any] | None, limit: int,
@@ -168,6 +169,9 @@ SELECT {_COLUMNS} FROM created
 """
 
 GET_SQL = f"SELECT {_COLUMNS} FROM assistants WHERE assistant_id = %s AND graph_id = ANY(%s)"
+# With the row's revision: its xmin, new with every update of the row and every insert of its id.
+REVISION_SQL = f"SELECT {_COLUMNS}, xmin::text AS revision FROM assistants WHERE assistant_id = %s " \
+               "AND graph_id = ANY(%s)"
 # Any graph: an existing id answers 409 on create even when its graph is not served here.
 GET_ANY_SQL = f"SELECT {_COLUMNS} FROM assistants WHERE assistant_id = %s"
 LOCK_SQL = GET_SQL + " FOR UPDATE"
@@ -262,9 +266,13 @@ class _Seeded:
 
 
 class PostgresAssistantStore(_Seeded):
+    #: Assistants remembered for run creation (when full, the one read longest ago goes).
+    REVISIONS_KEPT = 1024
+
     def __init__(self, pool: AsyncConnectionPool[Any], graphs: dict[str, GraphEntry]) -> None:
         super().__init__(graphs)
         self.pool = pool
+        self._revisions: dict[str, tuple[Assistant, str]] = {}
 
     async def _seed(self) -> None:
         async with self.pool.connection() as conn:
@@ -296,6 +304,29 @@ class PostgresAssistantStore(_Seeded):
         if row is None:
             raise NotFound(f"assistant {assistant_id} not found")
         return _row(row)
+
+    async def for_run(self, assistant_id: str, fresh: bool = False) -> tuple[Assistant, str | None]:
+        """The assistant a run is created with, and the revision of its row that it was read at.
+
+        From this process's memory unless ``fresh``: another pod may have changed the row since,
+        so the run queue's submit checks the revision in the statement that creates the run
+        (service.runs.queue, ``StaleAssistant``), and the caller reads it again when it changed.
+        A run costs no statement of its own for its assistant, and never starts with an old one.
+        """
+        if not fresh and (hit := self._revisions.get(assistant_id)) is not None:
+            return hit
+        await self.ready()
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(REVISION_SQL, (assistant_id, self.graph_ids))
+            row = await cur.fetchone()
+        if row is None:
+            self._revisions.pop(assistant_id, None)
+            raise NotFound(f"assistant {assistant_id} not found")
+        self._revisions.pop(assistant_id, None)
+        if len(self._revisions) >= self.REVISIONS_KEPT:
+            del self._revisions[next(iter(self._revisions))]
+        found = self._revisions[assistant_id] = (_row(row), row["revision"])
+        return found
 
     async def patch(self, assistant_id: str, change: Change, auth: AuthFilter = None) -> Assistant:
         await self.ready()
@@ -420,6 +451,9 @@ class MemoryAssistantStore(_Seeded):
     async def get(self, assistant_id: str, auth: AuthFilter = None) -> Assistant:
         await self.ready()
         return self._get(assistant_id, auth)
+
+    async def for_run(self, assistant_id: str, fresh: bool = False) -> tuple[Assistant, str | None]:
+        return await self.get(assistant_id), None  # one process: always the current row
 
     async def patch(self, assistant_id: str, change: Change, auth: AuthFilter = None) -> Assistant:
         await self.ready()

@@ -21,7 +21,13 @@ import msgspec
 from psycopg.types.json import Jsonb
 
 from service import metrics
-from service.assistants import AssistantStore, merge_run_config, resolve_assistant, thread_metadata
+from service.assistants import (
+    AssistantStore,
+    assistant_for_run,
+    merge_run_config,
+    resolve_assistant,
+    thread_metadata,
+)
 from service.errors import Conflict, NotFound, Unprocessable
 from service.graphs import GraphEntry
 from service.logging import get_logger
@@ -37,6 +43,7 @@ from service.runs.queue import (
     TAG_THREAD_SQL,
     CancelAction,
     RunQueue,
+    StaleAssistant,
     public_status,
     run_json,
 )
@@ -128,35 +135,46 @@ class QueueRunManager:
                   body.metadata], "run")
         if thread_id is not None:
             storable(thread_id, "thread_id")
-        assistant, entry = await resolve_assistant(self.assistants, self.graphs, body.assistant_id)
-        config, context = merge_run_config(assistant, body.config, body.context, entry.graph)
-        if user:
-            config = {**config, "configurable": {**(config.get("configurable") or {}), **user}}
         if body.after_seconds is not None and body.after_seconds < 0:
             raise Unprocessable("after_seconds must not be negative")
         if body.webhook is not None and self.webhook_check is not None:
             self.webhook_check(body.webhook)
-        owner = {"graph_id": entry.graph_id, "assistant_id": assistant.assistant_id}
-        create: dict[str, Any] | None = None
-        temporary = thread_id is None
-        if thread_id is None:
-            thread_id, create = new_thread_id(), {**thread_metadata(assistant, body.config, body.metadata),
-                                                  "temporary": True}
-        elif body.if_not_exists == "create":
-            create = thread_metadata(assistant, body.config, body.metadata)
-        kwargs = encode_kwargs(body)
-        # What the executing pod needs besides the body (never shown in the API: "_" keys).
-        kwargs.update(_store_events=kind != "wait", _kind=kind, _temporary=temporary, _graph_id=entry.graph_id,
-                      _config=config, _context=context)
-        run_now = kind != "background" or body.multitask_strategy == "reject" or self.workers.free_slots > 0
-        try:
-            submitted = await self.queue.submit(
-                thread_id=thread_id, assistant_id=assistant.assistant_id, kwargs=kwargs, metadata=body.metadata or {},
-                strategy=body.multitask_strategy, run_now=run_now, create=create, thread_metadata=owner,
-                after_seconds=body.after_seconds)
-        except Conflict:
-            metrics.RUNS.labels(entry.graph_id, "rejected").inc()
-            raise
+        target: str
+        for attempt in range(3):
+            # The assistant as this process last read it; read again if the submit finds it changed
+            # (the last attempt submits what it has just read, unchecked, as a plain read would).
+            assistant, entry, revision = await assistant_for_run(self.assistants, self.graphs, body.assistant_id,
+                                                                 fresh=attempt > 0)
+            config, context = merge_run_config(assistant, body.config, body.context, entry.graph)
+            if user:
+                config = {**config, "configurable": {**(config.get("configurable") or {}), **user}}
+            owner = {"graph_id": entry.graph_id, "assistant_id": assistant.assistant_id}
+            create: dict[str, Any] | None = None
+            temporary = thread_id is None
+            if thread_id is None:
+                target, create = new_thread_id(), {**thread_metadata(assistant, body.config, body.metadata),
+                                                      "temporary": True}
+            else:
+                target = thread_id
+                if body.if_not_exists == "create":
+                    create = thread_metadata(assistant, body.config, body.metadata)
+            kwargs = encode_kwargs(body)
+            # What the executing pod needs besides the body (never shown in the API: "_" keys).
+            kwargs.update(_store_events=kind != "wait", _kind=kind, _temporary=temporary,
+                          _graph_id=entry.graph_id, _config=config, _context=context)
+            run_now = kind != "background" or body.multitask_strategy == "reject" or self.workers.free_slots > 0
+            try:
+                submitted = await self.queue.submit(
+                    thread_id=target, assistant_id=assistant.assistant_id, kwargs=kwargs,
+                    metadata=body.metadata or {}, strategy=body.multitask_strategy, run_now=run_now, create=create,
+                    thread_metadata=owner, after_seconds=body.after_seconds,
+                    assistant_revision=revision if attempt < 2 else None)
+                break
+            except StaleAssistant:
+                continue
+            except Conflict:
+                metrics.RUNS.labels(entry.graph_id, "rejected").inc()
+                raise
         row = submitted.row
         execution = None
         if submitted.taken:
@@ -166,7 +184,7 @@ class QueueRunManager:
         else:
             if body.multitask_strategy in ("interrupt", "rollback") and body.after_seconds is None:
                 action: CancelAction = "interrupt" if body.multitask_strategy == "interrupt" else "rollback"
-                for cancelled in await self.queue.cancel_ahead(thread_id, str(row["run_id"]), action):
+                for cancelled in await self.queue.cancel_ahead(target, str(row["run_id"]), action):
                     self.workers.cancel_local(cancelled["run_id"], action)
             await self.queue.wake()
         return Created(row, body, entry, execution)

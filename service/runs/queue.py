@@ -55,11 +55,19 @@ _AHEAD = """
       AND (o.created_at, o.run_id) < ({r}.created_at, {r}.run_id)
 """
 
+# Whether the assistant's row is still at the revision the run was built from (service.assistants,
+# ``for_run``): nothing is written when it is not; with no revision given, no check.
+_GUARD = """guard AS (
+    SELECT %(assistant_revision)s::text IS NULL OR EXISTS (
+        SELECT 1 FROM assistants a WHERE a.assistant_id = %(assistant_key)s::uuid
+          AND a.xmin::text = %(assistant_revision)s) AS current
+)"""
+
 # Create a run on an existing thread; with run_now, take the thread in the same statement when it
 # is free (the lease condition on the thread row's own columns is re-checked after a row-lock
 # wait, which makes it a mutex). 'reject' inserts nothing unless the thread was taken.
 SUBMIT_SQL = f"""
-WITH thread AS (
+WITH {_GUARD}, thread AS (
     SELECT t.thread_id, ({LIVE_HOLDER}) OR EXISTS (
         SELECT 1 FROM runs o WHERE o.thread_id = t.thread_id AND o.status IN ('pending', 'running')
           AND (o.lease_expires_at > now() OR o.kwargs IS NOT NULL)) AS busy
@@ -69,7 +77,7 @@ WITH thread AS (
         updated_at = now(),
         metadata = CASE WHEN t.metadata @> %(thread_metadata)s THEN t.metadata
                         ELSE t.metadata || %(thread_metadata)s END
-    WHERE t.thread_id = %(thread_id)s AND %(run_now)s AND NOT ({LIVE_HOLDER})
+    WHERE t.thread_id = %(thread_id)s AND %(run_now)s AND (SELECT current FROM guard) AND NOT ({LIVE_HOLDER})
       AND NOT EXISTS (SELECT 1 FROM runs o WHERE o.thread_id = t.thread_id AND o.status IN ('pending', 'running')
                       AND (o.lease_expires_at > now() OR o.kwargs IS NOT NULL))
     RETURNING t.thread_id
@@ -84,19 +92,21 @@ WITH thread AS (
            CASE WHEN EXISTS (SELECT 1 FROM taken) THEN clock_timestamp() END,
            CASE WHEN EXISTS (SELECT 1 FROM taken) THEN 1 ELSE 0 END, clock_timestamp(), clock_timestamp()
     FROM thread th
-    WHERE EXISTS (SELECT 1 FROM taken) OR %(strategy)s <> 'reject'
-       OR (NOT %(run_now)s AND NOT th.busy)  -- delayed or queued on purpose: 'reject' only when busy
+    WHERE (SELECT current FROM guard) AND (EXISTS (SELECT 1 FROM taken) OR %(strategy)s <> 'reject'
+       OR (NOT %(run_now)s AND NOT th.busy))  -- delayed or queued on purpose: 'reject' only when busy
     RETURNING {_RUN_COLUMNS}
 )
-SELECT (SELECT busy FROM thread) AS busy, EXISTS (SELECT 1 FROM taken) AS taken, i.*
+SELECT (SELECT current FROM guard) AS current, (SELECT busy FROM thread) AS busy,
+       EXISTS (SELECT 1 FROM taken) AS taken, i.*
 FROM (SELECT 1) AS one LEFT JOIN inserted i ON TRUE
 """
 
 # The first run of a thread that does not exist yet: the thread is created already held by it.
 SUBMIT_NEW_THREAD_SQL = f"""
-WITH created AS (
+WITH {_GUARD}, created AS (
     INSERT INTO threads (thread_id, metadata, status, run_id, lease_expires_at)
-    VALUES (%(thread_id)s, %(create_metadata)s::jsonb, 'busy', %(run_id)s, now() + %(lease)s)
+    SELECT %(thread_id)s::text, %(create_metadata)s::jsonb, 'busy', %(run_id)s::uuid, now() + %(lease)s
+    WHERE (SELECT current FROM guard)
     ON CONFLICT DO NOTHING
     RETURNING thread_id
 )
@@ -105,7 +115,7 @@ INSERT INTO runs (run_id, thread_id, assistant_id, status, multitask_strategy, m
 SELECT %(run_id)s, thread_id, %(assistant_id)s, 'running', %(strategy)s, %(metadata)s, %(pod)s,
        now() + %(lease)s, %(kwargs)s, clock_timestamp(), 1, clock_timestamp(), clock_timestamp()
 FROM created
-RETURNING {_RUN_COLUMNS}, FALSE AS busy, TRUE AS taken
+RETURNING {_RUN_COLUMNS}, TRUE AS current, FALSE AS busy, TRUE AS taken
 """
 
 # The graph of a run queued for later on an existing thread (SUBMIT_SQL records it only when it takes
@@ -333,6 +343,10 @@ def run_json(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+class StaleAssistant(Exception):
+    """The assistant's row changed after the run was built from it: nothing was written."""
+
+
 @dataclass
 class Submitted:
     row: dict[str, Any]
@@ -349,13 +363,19 @@ class RunQueue:
 
     async def submit(self, *, thread_id: str, assistant_id: str, kwargs: dict[str, Any], metadata: dict[str, Any],
                      strategy: str, run_now: bool, create: dict[str, Any] | None, thread_metadata: dict[str, Any],
-                     after_seconds: float | None = None, conn: Any = None) -> Submitted:
-        """Insert a run (and take its thread when ``run_now`` and free); NotFound/Conflict as the API answers."""
+                     after_seconds: float | None = None, conn: Any = None,
+                     assistant_revision: str | None = None) -> Submitted:
+        """Insert a run (and take its thread when ``run_now`` and free); NotFound/Conflict as the API answers.
+
+        With ``assistant_revision``, only if the assistant's row is still at that revision (else
+        StaleAssistant, and nothing written).
+        """
         params = {
             "run_id": str(uuid.uuid4()), "thread_id": thread_id, "assistant_id": assistant_id,
             "kwargs": Jsonb(kwargs), "metadata": Jsonb(metadata), "strategy": strategy, "pod": self.pod,
             "lease": self.lease, "run_now": run_now and after_seconds is None,
-            "thread_metadata": Jsonb(thread_metadata),
+            "thread_metadata": Jsonb(thread_metadata), "assistant_revision": assistant_revision,
+            "assistant_key": assistant_id if assistant_revision is not None else None,
             "create_metadata": Jsonb(create) if create is not None else None,
             "not_before": (dt.datetime.now(dt.UTC) + dt.timedelta(seconds=after_seconds)
                            if after_seconds is not None else None),
@@ -382,6 +402,8 @@ class RunQueue:
                 raise NotFound(f"thread {params['thread_id']} not found") from None
             row = await cur.fetchone()
         assert row is not None
+        if not row["current"]:
+            raise StaleAssistant(params["assistant_id"])
         if row["busy"] is None:
             raise NotFound(f"thread {params['thread_id']} not found")
         if row["run_id"] is None:

@@ -248,6 +248,29 @@ class TestRuns:
         client.runs.wait(existing, "support", input={"messages": [{"role": "user", "content": "again"}]})
         assert client.threads.get(existing)["metadata"]["assistant_id"] == assistant_id_for("support")
 
+    def test_should_run_with_the_assistant_as_another_pod_just_left_it(
+        self, client: SyncLangGraphClient, pod: tuple[ServiceProcess, str]
+    ) -> None:
+        # Each pod remembers the assistants its runs used; a change made through another pod must
+        # reach the very next run (service.assistants for_run, the run queue's revision check).
+        assistant_id = client.assistants.create("contextual", context={"model": "v0"})["assistant_id"]
+        with ServiceProcess(pod[1], GRAPHS=ASSISTANT_GRAPHS) as other:
+            b = get_sync_client(url=other.url, timeout=60)
+            thread_id = b.threads.create()["thread_id"]
+            assert b.runs.wait(None, assistant_id, input={})["seen"]["model"] == "v0"
+            for version in range(1, 4):
+                client.assistants.update(assistant_id, context={"model": f"v{version}"})
+                assert b.runs.wait(None, assistant_id, input={})["seen"]["model"] == f"v{version}"
+                assert b.runs.wait(thread_id, assistant_id, input={})["seen"]["model"] == f"v{version}"
+            client.assistants.set_latest(assistant_id, 1)
+            assert b.runs.wait(thread_id, assistant_id, input={})["seen"]["model"] == "v0"
+            client.assistants.delete(assistant_id)
+            for thread in (None, thread_id):
+                with pytest.raises(httpx.HTTPStatusError) as gone:
+                    b.runs.wait(thread, assistant_id, input={})
+                assert problem(gone)["status"] == 404
+            assert [r["status"] for r in b.runs.list(thread_id, limit=100)] == ["success"] * 4
+
     def test_should_refuse_runs_of_unknown_assistants(self, client: SyncLangGraphClient) -> None:
         for name in ("no-such-assistant", str(uuid.uuid4())):
             with pytest.raises(httpx.HTTPStatusError) as exc:
