@@ -319,10 +319,9 @@ class PostgresAssistantStore(_Seeded):
         async with self.pool.connection() as conn:
             cur = await conn.execute(REVISION_SQL, (assistant_id, self.graph_ids))
             row = await cur.fetchone()
-        if row is None:
-            self._revisions.pop(assistant_id, None)
-            raise NotFound(f"assistant {assistant_id} not found")
         self._revisions.pop(assistant_id, None)
+        if row is None:
+            raise NotFound(f"assistant {assistant_id} not found")
         if len(self._revisions) >= self.REVISIONS_KEPT:
             del self._revisions[next(iter(self._revisions))]
         found = self._revisions[assistant_id] = (_row(row), row["revision"])
