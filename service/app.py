@@ -202,7 +202,8 @@ async def open_resources(settings: Settings, sources: dict[str, GraphSource] | N
             slots=server.jobs_per_worker, lease=server.run_lease_seconds,
             sample_interval=server.queue_sample_seconds, events_ttl=server.run_events_ttl_seconds,
             webhook_check=functools.partial(validate_webhook, policy=settings.webhooks),
-            webhook_send=webhooks.deliver, flush_each_step=server.checkpoint_flush_each_step)
+            webhook_send=webhooks.deliver, flush_each_step=server.checkpoint_flush_each_step,
+            answer_within=settings.pool.io_timeout or None)
         if settings.crons.enabled:
             scheduler = CronScheduler(pool, run_manager.submit_in, max_sleep=settings.crons.max_sleep)
             wake = scheduler.wake

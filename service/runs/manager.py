@@ -80,7 +80,8 @@ class QueueRunManager:
     def __init__(self, queue: RunQueue, events: EventLog, notifier: Notifier, threads: ThreadStore,
                  graphs: dict[str, GraphEntry], assistants: AssistantStore, *, slots: int, lease: float,
                  sample_interval: float = 10.0, events_ttl: float = 3600.0, webhook_check: WebhookCheck | None = None,
-                 webhook_send: WebhookSender | None = None, flush_each_step: bool = False) -> None:
+                 webhook_send: WebhookSender | None = None, flush_each_step: bool = False,
+                 answer_within: float | None = None) -> None:
         self.queue = queue
         self.events = events
         self.notifier = notifier
@@ -92,7 +93,8 @@ class QueueRunManager:
         self.events_ttl = events_ttl
         self.webhook_send = webhook_send
         self.workers = Workers(queue, events, notifier, graphs, slots=slots, lease=lease,
-                               on_finished=self._on_finished, flush_each_step=flush_each_step)
+                               on_finished=self._on_finished, flush_each_step=flush_each_step,
+                               answer_within=answer_within)
         self._background: set[asyncio.Task[Any]] = set()
         self._sampler: asyncio.Task[None] | None = None
 

@@ -15,6 +15,12 @@ with the next checkpoint (``flush_each_step`` False, the default: see :mod:`serv
 its end sends what is still pending, then is committed as usual, which flushes them all to disk.
 When the end cannot be recorded, a flush is asked for before the run is answered, else it is
 answered 503 as a run the database failed under.
+
+Those steps of a run's end meet the same database as the run did, so its waiters do not wait
+for all of them when the database is gone (each would wait out a pool or an I/O timeout, one
+after another). A run the database failed under is answered at once: nothing after it can make
+it a success. A run whose end is not settled ``answer_within`` seconds (the I/O timeout) after its
+graph returned is answered as one too; its end may still be recorded, the answer does not claim it.
 """
 
 from __future__ import annotations
@@ -65,7 +71,8 @@ class Execution:
 
 class Workers:
     def __init__(self, queue: RunQueue, events: EventLog, notifier: Notifier, graphs: dict[str, GraphEntry], *,
-                 slots: int, lease: float, on_finished: OnFinished, flush_each_step: bool = False) -> None:
+                 slots: int, lease: float, on_finished: OnFinished, flush_each_step: bool = False,
+                 answer_within: float | None = None) -> None:
         self.queue = queue
         self.events = events
         self.notifier = notifier
@@ -74,6 +81,7 @@ class Workers:
         self.lease = lease
         self.on_finished = on_finished
         self.flush_each_step = flush_each_step
+        self.answer_within = answer_within
         self.local: dict[str, Execution] = {}
         self.busy_slots = 0
         self._slot_freed = asyncio.Event()
@@ -213,12 +221,17 @@ class Workers:
 
     async def _finish(self, ex: Execution, outcome: Outcome) -> None:
         graph_id = ex.entry.graph_id
+        _answer_if_unavailable(ex, outcome)
+        deadline = (None if self.answer_within is None else
+                    asyncio.get_running_loop().call_later(self.answer_within, _answer_unsettled, ex))
         try:
             await self._settle(ex, outcome, graph_id)
         except Exception as exc:  # the lease expires and another pod settles it
             log.warning("run_settle_failed", run_id=ex.run_id, error_type=type(exc).__name__,
                         error=str(exc).splitlines()[0][:200] if str(exc) else "")
         finally:
+            if deadline is not None:
+                deadline.cancel()
             self.local.pop(ex.run_id, None)
             if ex.slot:
                 self.busy_slots -= 1
@@ -234,6 +247,7 @@ class Workers:
             except Exception as exc:
                 log.warning("run_writes_failed", run_id=ex.run_id, error_type=type(exc).__name__)
                 outcome.unavailable = True
+                _answer_if_unavailable(ex, outcome)
         await self.events.flush(ex.hub)
         if ex.lease_lost:
             pass  # another pod owns the run now
@@ -246,6 +260,7 @@ class Workers:
             if not await self._record(ex, outcome):
                 if ex.deferred is not None and not await self._flushed(ex):
                     outcome.unavailable = True  # its checkpoints may not be on disk: never answer it done
+                    _answer_if_unavailable(ex, outcome)
                 task = asyncio.create_task(self._record_later(ex, outcome))
                 self.after_finish.add(task)
                 task.add_done_callback(self.after_finish.discard)
@@ -344,3 +359,15 @@ class Workers:
             task.cancel()
         return len(still)
 
+
+def _answer_if_unavailable(ex: Execution, outcome: Outcome) -> None:
+    """A run the database failed under is its waiters' answer now; settling it cannot change that."""
+    if outcome.unavailable and not ex.outcome.done():
+        ex.outcome.set_result(outcome)
+
+
+def _answer_unsettled(ex: Execution) -> None:
+    """The run's end is still not settled: answer it as one the database failed under (503)."""
+    if not ex.outcome.done():
+        log.warning("run_end_unsettled", run_id=ex.run_id, thread_id=ex.row["thread_id"])
+        ex.outcome.set_result(failure(TimeoutError("the run's end was not recorded in time"), True))
