@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -17,6 +16,7 @@ from migrate.runner import Options, run
 from service import schema
 from tests.support.load import Load
 from tests.support.pg import PgServer
+from tests.support.race import parse_json_lines
 from tests.support.service import ServiceProcess
 from tests.support.services import scrape
 from tests.support.tcpproxy import proxy_for
@@ -185,11 +185,10 @@ class TestStalledNetwork:
 
 def _log_time(pod: ServiceProcess, event: str, thread_id: str, **fields: Any) -> float:
     """When the pod logged ``event`` for the thread (its structured log's timestamp, in seconds)."""
-    for line in pod.logs().splitlines():
-        if line.startswith("{") and f'"{thread_id}"' in line:
-            entry = json.loads(line)
-            if entry["event"] == event and all(entry.get(k) == v for k, v in fields.items()):
-                return datetime.fromisoformat(entry["timestamp"]).timestamp()
+    wanted = {"event": event, "thread_id": thread_id, **fields}
+    for entry in parse_json_lines(pod.logs()):
+        if all(entry.get(k) == v for k, v in wanted.items()):
+            return datetime.fromisoformat(str(entry["timestamp"])).timestamp()
     raise AssertionError(f"no {event} for {thread_id} in the log:\n{pod.logs()[-3000:]}")
 
 
