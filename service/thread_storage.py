@@ -95,12 +95,18 @@ WHERE tt.strategy = %(strategy)s AND tt.expires_at <= now()
 ORDER BY tt.expires_at, t.thread_id LIMIT %(batch)s
 FOR UPDATE OF t SKIP LOCKED
 """
-# The same checks again, under a snapshot taken once the rows are locked: a run queued on a thread
-# (its insert only key-share locks the thread row, so the row is not re-read) or a thread taken
-# between the first statement's snapshot and its lock committed unseen by that statement. After
-# the lock nothing of the kind can commit: a run's insert or take waits for the sweep's transaction.
+# The same checks again, under a snapshot taken once the rows are locked. The TTL itself: another
+# sweeper may have applied it and committed after the first statement's snapshot but before its
+# lock (``FOR UPDATE OF t`` locks the thread row, which a keep_latest sweep does not change, so the
+# lock is taken without a re-check and the re-armed TTL is unseen). A run queued on a thread (its
+# insert only key-share locks the thread row, so the row is not re-read), or a thread taken, between
+# that snapshot and the lock. After the lock nothing of the kind can commit: a run's insert or take,
+# or another sweeper's batch, waits for the sweep's transaction.
 _STILL_FREE_SQL = f"""
-SELECT t.thread_id FROM threads t WHERE t.thread_id = ANY(%(ids)s) AND NOT ({LIVE_HOLDER})
+SELECT t.thread_id FROM threads t JOIN thread_ttl tt ON tt.thread_id = t.thread_id
+WHERE t.thread_id = ANY(%(ids)s) AND tt.strategy = %(strategy)s AND tt.expires_at <= now()
+  AND t.updated_at + tt.ttl_minutes * interval '1 minute' <= now()
+  AND NOT ({LIVE_HOLDER})
   AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.thread_id = t.thread_id AND r.status = 'pending'
                   AND r.lease_expires_at > now())
 """
@@ -220,7 +226,7 @@ async def sweep_expired(pool: AsyncConnectionPool[Any], checkpointer: Any, batch
     while True:
         async with pool.connection() as conn, conn.transaction():
             locked = await _lock_expired(conn, "delete", batch)
-            ids = await _still_free(conn, locked)
+            ids = await _still_free(conn, "delete", locked)
             if ids:
                 await conn.execute(_DELETE_EXPIRED_SQL, {"ids": ids})
                 for statement in _DELETE_CHECKPOINT_ROWS:
@@ -235,7 +241,7 @@ async def sweep_expired(pool: AsyncConnectionPool[Any], checkpointer: Any, batch
     while True:
         async with pool.connection() as conn, conn.transaction():
             locked = await _lock_expired(conn, "keep_latest", keep_batch)
-            ids = await _still_free(conn, locked)
+            ids = await _still_free(conn, "keep_latest", locked)
             if ids:
                 await checkpointer.aprune(ids, strategy="keep_latest")
                 await conn.execute(_REARM_TTL_SQL, {"ids": ids})
@@ -249,10 +255,10 @@ async def _lock_expired(conn: Any, strategy: str, batch: int) -> list[str]:
     return [r["thread_id"] for r in await cur.fetchall()]
 
 
-async def _still_free(conn: Any, ids: list[str]) -> list[str]:
+async def _still_free(conn: Any, strategy: str, ids: list[str]) -> list[str]:
     if not ids:
         return []
-    cur = await conn.execute(_STILL_FREE_SQL, {"ids": ids})
+    cur = await conn.execute(_STILL_FREE_SQL, {"strategy": strategy, "ids": ids})
     return [r["thread_id"] for r in await cur.fetchall()]
 
 

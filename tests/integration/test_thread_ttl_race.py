@@ -14,10 +14,16 @@ the race: check-then-act (read the expired threads no run holds, then act on eac
 sweep as first written, whose ``keep_latest`` row locks ended before the checkpointer pruned (a
 second sweeper's prune of the same thread failed with a serialization failure, and a thread a run
 had meanwhile taken or queued on lost its history).
+
+A sweeper whose lock statement took its snapshot before another sweeper's batch committed still
+gets that batch's thread rows (a keep_latest sweep only locked them), so the sweep re-checks the
+TTL after the lock; one test replays that order deterministically with a cursor.
 """
 
 from __future__ import annotations
 
+import asyncio
+import subprocess
 import sys
 from typing import Any
 
@@ -27,8 +33,9 @@ from langgraph.checkpoint.base import create_checkpoint, empty_checkpoint
 from langgraph.checkpoint.postgres import PostgresSaver
 from psycopg.rows import dict_row
 
+from service.thread_storage import _EXPIRED_SQL, _still_free
 from tests.support import ttl_sweeper
-from tests.support.race import Finished, parse_json_lines, run_together
+from tests.support.race import ROOT, Finished, parse_json_lines, python_env, run_together
 
 SWEEPERS = 4
 DELETE_THREADS = 240
@@ -128,6 +135,33 @@ def test_should_sweep_each_expired_thread_once_and_leave_the_threads_runs_took(m
     # The race happened: the runner got to threads before the sweepers did, and came too late for others.
     assert ran["taken"] > 0 and ran["queued"] > 0, ran
     assert ran["gone"] > 0, ran
+
+
+async def lock_after_another_sweep(conninfo: str) -> tuple[list[str], list[str]]:
+    """The sweep's lock statement with its snapshot taken before another sweeper's whole pass and its
+    rows locked after it (a cursor's snapshot is its DECLARE's; its row locks are taken as it is
+    fetched): the threads it locked, and those of them still to sweep by the sweep's re-check."""
+    async with await psycopg.AsyncConnection.connect(conninfo, row_factory=dict_row) as conn:
+        cursor = conn.cursor(name="second_sweeper")
+        await cursor.execute(_EXPIRED_SQL, {"strategy": "keep_latest", "batch": 500})
+        other = subprocess.run([sys.executable, "-m", "tests.support.ttl_sweeper", "sweep", conninfo,
+                                "--batch", "500"], cwd=ROOT, env=python_env(), capture_output=True,
+                               text=True, timeout=120, check=False)
+        assert other.returncode == 0, other.stderr
+        assert parse_json_lines(other.stdout)[0]["keep_latest"] == KEEP_THREADS, other.stdout
+        locked = [r["thread_id"] for r in await cursor.fetchall()]
+        return locked, await _still_free(conn, "keep_latest", locked)
+
+
+def test_should_not_sweep_again_a_thread_another_sweeper_swept_after_the_lock_statements_snapshot(
+        migrated_db: str) -> None:
+    seed(migrated_db)
+    locked, still_free = asyncio.run(lock_after_another_sweep(migrated_db))
+    # The lock statement alone would sweep every keep_latest thread a second time (the other
+    # sweeper's pass only locked their rows, so the lock is taken without a re-check)...
+    assert sorted(locked) == [f"keep-{i:03d}" for i in range(KEEP_THREADS)]
+    # ...which the re-check under a snapshot taken after the lock sees: their TTLs start again from now.
+    assert still_free == []
 
 
 @pytest.mark.parametrize("mode", ["naive", "released"])
