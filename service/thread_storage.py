@@ -81,17 +81,19 @@ DELETE FROM threads t WHERE t.thread_id = ANY(%(ids)s) AND t.updated_at < %(cuto
 RETURNING t.thread_id
 """
 
+# A thread its TTL applies to now (the strategy's): expired, idle for its TTL, no run holds it or waits for it.
+_SWEEPABLE = f"""tt.strategy = %(strategy)s AND tt.expires_at <= now()
+  AND t.updated_at + tt.ttl_minutes * interval '1 minute' <= now()
+  AND NOT ({LIVE_HOLDER})
+  AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.thread_id = t.thread_id AND r.status = 'pending'
+                  AND r.lease_expires_at > now())"""
 # Threads whose own TTL (thread_ttl) is past, counted both from when it was set and from the
 # thread's last update; not those a run holds or waits for. Their rows are locked in one order
 # (expiry, then id) and skipped when another sweeper or a run has them (SKIP LOCKED: sweepers
 # never wait for each other, so they cannot deadlock and never take a thread twice).
 _EXPIRED_SQL = f"""
 SELECT t.thread_id FROM thread_ttl tt JOIN threads t ON t.thread_id = tt.thread_id
-WHERE tt.strategy = %(strategy)s AND tt.expires_at <= now()
-  AND t.updated_at + tt.ttl_minutes * interval '1 minute' <= now()
-  AND NOT ({LIVE_HOLDER})
-  AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.thread_id = t.thread_id AND r.status = 'pending'
-                  AND r.lease_expires_at > now())
+WHERE {_SWEEPABLE}
 ORDER BY tt.expires_at, t.thread_id LIMIT %(batch)s
 FOR UPDATE OF t SKIP LOCKED
 """
@@ -104,11 +106,7 @@ FOR UPDATE OF t SKIP LOCKED
 # or another sweeper's batch, waits for the sweep's transaction.
 _STILL_FREE_SQL = f"""
 SELECT t.thread_id FROM threads t JOIN thread_ttl tt ON tt.thread_id = t.thread_id
-WHERE t.thread_id = ANY(%(ids)s) AND tt.strategy = %(strategy)s AND tt.expires_at <= now()
-  AND t.updated_at + tt.ttl_minutes * interval '1 minute' <= now()
-  AND NOT ({LIVE_HOLDER})
-  AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.thread_id = t.thread_id AND r.status = 'pending'
-                  AND r.lease_expires_at > now())
+WHERE t.thread_id = ANY(%(ids)s) AND {_SWEEPABLE}
 """
 _DELETE_EXPIRED_SQL = "DELETE FROM threads WHERE thread_id = ANY(%(ids)s)"
 # keep_latest keeps the thread: its TTL starts again from now.
