@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Literal
 
@@ -69,9 +70,18 @@ def _action(value: str | None) -> CancelAction:
 
 # -- response bodies ---------------------------------------------------------------------------------
 async def _wait_response(outcome: Awaitable[Outcome], headers: dict[str, str], heartbeat: float,
-                         on_disconnect: Callable[[], Awaitable[Any]] | None = None) -> Response[Any] | Stream:
+                         on_disconnect: Callable[[], Awaitable[Any]] | None = None,
+                         durable: Callable[[], Awaitable[Any]] | None = None) -> Response[Any] | Stream:
+    """The run's answer; a run still going after ``heartbeat`` s is answered 200 at once, its body later.
+
+    ``durable`` makes the run's creation durable before that early 200 (with its run id in the
+    headers) goes out: a runs/wait commits it without waiting for the disk (RunQueue.submit).
+    """
     task = asyncio.ensure_future(outcome)
     done, _ = await asyncio.wait({task}, timeout=heartbeat)
+    if not done and durable is not None:
+        await durable()
+        done, _ = await asyncio.wait({task}, timeout=0)
     if done:
         result = task.result()
         if result.unavailable:
@@ -195,7 +205,8 @@ async def _wait(resources: ResourcesT, thread_id: str | None, data: RunCreate) -
             await manager.cancel(action="interrupt", run_ids=[created.run_id])
 
     return await _wait_response(manager.outcome(created.run_id, created.thread_id, created.execution),
-                                _paths(thread_id and created.thread_id, created.run_id, "join"), heartbeat, cancel)
+                                _paths(thread_id and created.thread_id, created.run_id, "join"), heartbeat, cancel,
+                                functools.partial(manager.queue.flush, created.run_id))
 
 
 async def _stream(resources: ResourcesT, thread_id: str | None, data: RunCreate) -> Stream:

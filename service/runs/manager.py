@@ -170,7 +170,9 @@ class QueueRunManager:
                     thread_id=target, assistant_id=assistant.assistant_id, kwargs=kwargs,
                     metadata=body.metadata or {}, strategy=body.multitask_strategy, run_now=run_now, create=create,
                     thread_metadata=owner, after_seconds=body.after_seconds,
-                    assistant_revision=revision if attempt < 2 else None)
+                    assistant_revision=revision if attempt < 2 else None,
+                    # A runs/wait is acknowledged by its answer, after its end's (flushing) commit.
+                    defer=kind == "wait" and not self.workers.flush_each_step)
                 break
             except StaleAssistant:
                 continue

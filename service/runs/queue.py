@@ -63,6 +63,12 @@ _GUARD = """guard AS (
           AND a.xmin::text = %(assistant_revision)s) AS current
 )"""
 
+# With %(defer)s, a run taken to execute at once (a runs/wait) commits its creation without waiting
+# for the disk, as its checkpoint writes do (service.checkpointer): its end commits as usual, and that
+# commit's WAL flush covers the creation too, so a run answered is on disk as before. Evaluated in
+# the statement, before its commit reads the setting; a run queued for later commits as usual.
+_DEFER_COMMIT = "set_config('synchronous_commit', 'off', true)"
+
 # Create a run on an existing thread; with run_now, take the thread in the same statement when it
 # is free (the lease condition on the thread row's own columns is re-checked after a row-lock
 # wait, which makes it a mutex). 'reject' inserts nothing unless the thread was taken.
@@ -97,7 +103,8 @@ WITH {_GUARD}, thread AS (
     RETURNING {_RUN_COLUMNS}
 )
 SELECT (SELECT current FROM guard) AS current, (SELECT busy FROM thread) AS busy,
-       EXISTS (SELECT 1 FROM taken) AS taken, i.*
+       EXISTS (SELECT 1 FROM taken) AS taken, i.*,
+       CASE WHEN %(defer)s AND EXISTS (SELECT 1 FROM taken) THEN {_DEFER_COMMIT} END AS deferred
 FROM (SELECT 1) AS one LEFT JOIN inserted i ON TRUE
 """
 
@@ -115,7 +122,8 @@ INSERT INTO runs (run_id, thread_id, assistant_id, status, multitask_strategy, m
 SELECT %(run_id)s, thread_id, %(assistant_id)s, 'running', %(strategy)s, %(metadata)s, %(pod)s,
        now() + %(lease)s, %(kwargs)s, clock_timestamp(), 1, clock_timestamp(), clock_timestamp()
 FROM created
-RETURNING {_RUN_COLUMNS}, TRUE AS current, FALSE AS busy, TRUE AS taken
+RETURNING {_RUN_COLUMNS}, TRUE AS current, FALSE AS busy, TRUE AS taken,
+          CASE WHEN %(defer)s THEN {_DEFER_COMMIT} END AS deferred
 """
 
 # The graph of a run queued for later on an existing thread (SUBMIT_SQL records it only when it takes
@@ -307,9 +315,11 @@ WHERE status IN ('pending', 'running') AND (not_before IS NULL OR not_before <= 
 
 NOTIFY_RUNS_SQL = "SELECT pg_notify('langgraph_runs', '')"
 
-# A transaction with a commit record, committed with the server's synchronous_commit: returns once
-# the WAL is on disk up to it, and so every transaction committed before it (service.checkpointer).
-FLUSH_SQL = "SELECT pg_current_xact_id()"
+# A transaction that writes WAL (a new version of the run's row, changing nothing), committed with the
+# server's synchronous_commit: returns once the WAL is on disk up to it, and so every transaction
+# committed before it (service.checkpointer). A transaction that writes no WAL (``SELECT
+# pg_current_xact_id()``, which only takes an xid) commits without a flush.
+FLUSH_SQL = "UPDATE runs SET status = status WHERE run_id = %(run_id)s RETURNING 1 AS written"
 
 # The prune job: finished runs not updated since the cutoff, in batches (their events with them).
 PRUNE_SQL = """
@@ -364,16 +374,17 @@ class RunQueue:
     async def submit(self, *, thread_id: str, assistant_id: str, kwargs: dict[str, Any], metadata: dict[str, Any],
                      strategy: str, run_now: bool, create: dict[str, Any] | None, thread_metadata: dict[str, Any],
                      after_seconds: float | None = None, conn: Any = None,
-                     assistant_revision: str | None = None) -> Submitted:
+                     assistant_revision: str | None = None, defer: bool = False) -> Submitted:
         """Insert a run (and take its thread when ``run_now`` and free); NotFound/Conflict as the API answers.
 
         With ``assistant_revision``, only if the assistant's row is still at that revision (else
-        StaleAssistant, and nothing written).
+        StaleAssistant, and nothing written). ``defer``: a run taken at once commits without waiting
+        for the disk (see _DEFER_COMMIT); its end's commit must follow before anything is acknowledged.
         """
         params = {
             "run_id": str(uuid.uuid4()), "thread_id": thread_id, "assistant_id": assistant_id,
             "kwargs": Jsonb(kwargs), "metadata": Jsonb(metadata), "strategy": strategy, "pod": self.pod,
-            "lease": self.lease, "run_now": run_now and after_seconds is None,
+            "lease": self.lease, "run_now": run_now and after_seconds is None, "defer": defer,
             "thread_metadata": Jsonb(thread_metadata), "assistant_revision": assistant_revision,
             "assistant_key": assistant_id if assistant_revision is not None else None,
             "create_metadata": Jsonb(create) if create is not None else None,
@@ -536,9 +547,12 @@ class RunQueue:
         async with self.pool.connection() as conn:
             await conn.execute(NOTIFY_RUNS_SQL)
 
-    async def flush(self) -> None:
+    async def flush(self, run_id: str) -> None:
+        """Return once everything committed so far is on disk (through a write to ``run_id``'s row)."""
         async with self.pool.connection() as conn:
-            await conn.execute(FLUSH_SQL)
+            cur = await conn.execute(FLUSH_SQL, {"run_id": _uuid(run_id)})
+            if await cur.fetchone() is None:
+                raise NotFound(f"run {run_id} not found")  # nothing written: nothing flushed
 
     async def depth(self) -> dict[str, int]:
         async with self.pool.connection() as conn:

@@ -281,7 +281,7 @@ class Workers:
 
     async def _flushed(self, ex: Execution) -> bool:
         try:
-            await self.queue.flush()
+            await self.queue.flush(ex.run_id)
         except Exception as exc:
             log.warning("run_flush_failed", run_id=ex.run_id, error_type=type(exc).__name__)
             return False

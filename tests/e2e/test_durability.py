@@ -7,6 +7,10 @@ buffers is lost), start it again, and find the run, the thread and every checkpo
 after the answer, the WAL must also be flushed as far as it was written (the WAL writer, which
 flushes by itself every ``wal_writer_delay``, sleeps 10 s here). The naive way to save the fsyncs
 (``synchronous_commit`` off for the whole database) fails that: its answered run is not flushed.
+
+A runs/wait's creation commits without waiting for the disk too (its end's flush covers it); a run
+that outlasts the heartbeat is answered 200 early, with its run id, so its creation is made durable
+first: crashed right after those headers, PostgreSQL still has the run.
 """
 
 from __future__ import annotations
@@ -97,3 +101,25 @@ class TestDurability:
         flushed, before, _ = answered_then_crash(crashable, conninfo)
         assert before["run"] == "success"
         assert not flushed
+
+    def test_should_keep_a_long_runs_creation_once_its_early_answer_went_out(self, crashable: PgServer) -> None:
+        from migrate.runner import Options, run
+
+        conninfo = crashable.create_database("early")
+        run(Options(conninfo=conninfo))
+        service = ServiceProcess(conninfo, STREAM_HEARTBEAT_SECONDS="0.2", DRAIN_TIMEOUT="1")
+        thread_id = str(uuid.uuid4())
+        try:
+            service.start()
+            with httpx.stream("POST", f"{service.url}/threads/{thread_id}/runs/wait", timeout=30, json={
+                    "assistant_id": "slow", "input": {"delay": 60}, "if_not_exists": "create"}) as response:
+                assert response.status_code == 200
+                run_id = response.headers["content-location"].rsplit("/runs/", 1)[1].split("/")[0]
+                assert crashable.embedded is not None
+                crashable.embedded.stop("immediate")  # the WAL writer sleeps 10 s: only a flush saved it
+        finally:
+            service.stop()
+        crashable.embedded.start()
+        with psycopg.connect(conninfo, autocommit=True) as conn:
+            row = conn.execute("SELECT thread_id FROM runs WHERE run_id = %s", (run_id,)).fetchone()
+        assert row == (thread_id,)
