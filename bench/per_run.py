@@ -9,8 +9,9 @@ for the service's database by query (from ``pg_stat_statements``), transactions 
 (``pg_stat_database``), service CPU ms (psutil, user + system of the process) and PostgreSQL CPU
 ms (every backend and server process of the instance). ``--profile`` also records the service
 with ``py-spy`` (must be installed: ``pip install py-spy``) while the runs go and writes its top
-functions (by own samples and by cumulative samples) to the file. ``--memory`` measures the same
-against ``CHECKPOINTER=memory`` (service CPU only).
+functions (by own samples and by cumulative samples) to the file, and its collapsed stacks beside it
+(``.raw``). ``--memory`` measures the same against ``CHECKPOINTER=memory`` (service CPU only; with
+``--profile``, its profile goes to ``<name>.memory.txt`` and ``<name>.memory.raw``).
 
 CPU time is counted, not timed: on a shared machine a noisy neighbour changes wall time far more
 than the CPU a run takes.
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -94,6 +96,7 @@ def measure(server: Server, runs: int, concurrency: int, warmup: int, profile: P
             spy.wait(30)
             assert profile is not None
             profile.write_text(top_of_profile(raw))
+            shutil.copyfile(raw, profile.with_suffix(".raw"))  # py-spy's collapsed stacks, for a diff
         result = {"failed": failed, "rate": runs / seconds, "service_ms": 1000 * (cpu1 - cpu0) / runs,
                   "pg_ms": 1000 * (pg1 - pg0) / runs,
                   "p50_ms": sorted(latencies)[len(latencies) // 2] * 1000}
@@ -152,7 +155,8 @@ def main() -> int:
         if args.memory:
             memory = Server("service (memory)", [sys.executable, "-m", "service"],
                             python_env(CHECKPOINTER="memory", **extra_env), EXTRA)
-            results["memory"] = measure(memory, args.runs, args.concurrency, args.warmup, None, None, None)
+            memory_profile = None if args.profile is None else args.profile.with_suffix(".memory.txt")
+            results["memory"] = measure(memory, args.runs, args.concurrency, args.warmup, memory_profile, None, None)
     finally:
         pg.close()
     print(f"\n{'server':<10} {'runs/s':>8} {'p50 ms':>8} {'service CPU ms/run':>19} {'PostgreSQL CPU ms/run':>22} "
