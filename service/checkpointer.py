@@ -50,6 +50,7 @@ from langgraph.checkpoint.base import (
     Checkpoint,
     CheckpointMetadata,
     CheckpointTuple,
+    get_checkpoint_id,
     get_serializable_checkpoint_metadata,
 )
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
@@ -81,14 +82,20 @@ _DEFER = " RETURNING set_config('synchronous_commit', 'off', true)"
 
 
 class Deferred:
-    """One run's pending writes not sent yet: at most one batch per (thread, namespace)."""
+    """One run's pending writes not sent yet: at most one batch per (thread, namespace).
 
-    __slots__ = ("pending", "saver")
+    ``latest``: the run's thread and its latest root checkpoint row (None: it has none), read by
+    the statement that created the run (service.runs.queue, ``prefetch``); the run's first read
+    of that checkpoint takes it instead of a statement. Any write of the run drops it.
+    """
 
-    def __init__(self) -> None:
+    __slots__ = ("latest", "pending", "saver")
+
+    def __init__(self, latest: tuple[str, dict[str, Any] | None] | None = None) -> None:
         # (thread_id, checkpoint_ns) -> (rows, upsert, params) of a writes_sql statement
         self.pending: dict[tuple[str, str], tuple[int, bool, list[Any]]] = {}
         self.saver: PooledPostgresSaver | None = None
+        self.latest = latest
 
     def take(self, thread_id: str, checkpoint_ns: str) -> tuple[int, bool, list[Any]] | None:
         return self.pending.pop((thread_id, checkpoint_ns), None)
@@ -218,8 +225,19 @@ class PooledPostgresSaver(AsyncPostgresSaver):
 
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
         run = deferred.get()
-        if run is not None and run.pending:  # the run reads its own thread: its writes first
-            await run.flush()
+        if run is not None:
+            if run.pending:  # the run reads its own thread: its writes first
+                await run.flush()
+            if run.latest is not None:
+                configurable = config["configurable"]
+                thread_id, value = run.latest
+                if (configurable["thread_id"] == thread_id and not configurable.get("checkpoint_ns")
+                        and not get_checkpoint_id(config)):
+                    run.latest = None  # read once: the run writes the thread next
+                    if value is None:
+                        return None
+                    if value["checkpoint"]["v"] >= 4 or not value["parent_checkpoint_id"]:
+                        return await self._load_checkpoint_tuple(value)  # else the stock read migrates it
         return await super().aget_tuple(config)
 
     async def alist(self, config: RunnableConfig | None, *, filter: dict[str, Any] | None = None,
@@ -256,6 +274,8 @@ class PooledPostgresSaver(AsyncPostgresSaver):
         blob_versions = {k: v for k, v in new_versions.items() if k in blob_values}
         blobs = self._dump_blobs(thread_id, checkpoint_ns, blob_values, blob_versions)
         run = deferred.get()
+        if run is not None:
+            run.latest = None
         pending = run.take(thread_id, checkpoint_ns) if run is not None else None
         params: list[Any] = list(pending[2]) if pending is not None else []
         params += [value for blob in blobs for value in blob]
@@ -287,6 +307,7 @@ class PooledPostgresSaver(AsyncPostgresSaver):
         if run is None:
             return writes_sql(len(rows), upsert), params
         run.saver = self
+        run.latest = None
         earlier = run.pending.get((c["thread_id"], c["checkpoint_ns"]))
         run.pending[(c["thread_id"], c["checkpoint_ns"])] = (len(rows), upsert, params)
         return None if earlier is None else (writes_sql(earlier[0], earlier[1], True), earlier[2])

@@ -172,7 +172,8 @@ class QueueRunManager:
                     thread_metadata=owner, after_seconds=body.after_seconds,
                     assistant_revision=revision if attempt < 2 else None,
                     # A runs/wait is acknowledged by its answer, after its end's (flushing) commit.
-                    defer=kind == "wait" and not self.workers.flush_each_step)
+                    defer=kind == "wait" and not self.workers.flush_each_step,
+                    prefetch=not self.workers.flush_each_step)
                 break
             except StaleAssistant:
                 continue
@@ -184,7 +185,9 @@ class QueueRunManager:
         if submitted.taken:
             if kind != "background":
                 metrics.THREAD_LOCK_WAIT.observe(0.0)
-            execution = self.workers.execute(row, body, entry, slot=kind == "background", store=kind != "wait")
+            latest = (row["thread_id"], submitted.latest) if submitted.prefetched else None
+            execution = self.workers.execute(row, body, entry, slot=kind == "background", store=kind != "wait",
+                                             latest=latest)
         else:
             if body.multitask_strategy in ("interrupt", "rollback") and body.after_seconds is None:
                 action: CancelAction = "interrupt" if body.multitask_strategy == "interrupt" else "rollback"

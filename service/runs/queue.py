@@ -69,6 +69,31 @@ _GUARD = """guard AS (
 # the statement, before its commit reads the setting; a run queued for later commits as usual.
 _DEFER_COMMIT = "set_config('synchronous_commit', 'off', true)"
 
+# The thread's latest checkpoint of the root namespace, as the stock saver's aget_tuple reads it
+# (SELECT_SQL of the pinned langgraph-checkpoint-postgres, columns prefixed "cp_"), read in the submit
+# of a run taken at once: the run's first read of its thread costs no statement of its own
+# (service.checkpointer, Deferred.latest). The run holds the thread from that statement on, so no
+# other writer changes its checkpoints in between (a state update of a busy thread is refused).
+def _latest_checkpoint(thread: str, when: str) -> str:
+    return f"""LEFT JOIN LATERAL (
+    SELECT c.checkpoint AS cp_checkpoint, c.checkpoint_id AS cp_checkpoint_id,
+           c.parent_checkpoint_id AS cp_parent_checkpoint_id, c.metadata AS cp_metadata,
+           (SELECT array_agg(array[bl.channel::bytea, bl.type::bytea, bl.blob])
+            FROM jsonb_each_text(c.checkpoint -> 'channel_versions') AS v
+            JOIN checkpoint_blobs bl ON bl.thread_id = c.thread_id AND bl.checkpoint_ns = c.checkpoint_ns
+             AND bl.channel = v.key AND bl.version = v.value) AS cp_channel_values,
+           (SELECT array_agg(array[cw.task_id::text::bytea, cw.channel::bytea, cw.type::bytea, cw.blob,
+                                   convert_to(cw.task_path, 'UTF8'), cw.idx::text::bytea])
+            FROM checkpoint_writes cw WHERE cw.thread_id = c.thread_id AND cw.checkpoint_ns = c.checkpoint_ns
+             AND cw.checkpoint_id = c.checkpoint_id) AS cp_pending_writes
+    FROM checkpoints c WHERE c.thread_id = {thread} AND c.checkpoint_ns = ''
+    ORDER BY c.checkpoint_id DESC LIMIT 1
+) cp ON {when}"""
+
+
+_CP_COLUMNS = ("cp_checkpoint", "cp_checkpoint_id", "cp_parent_checkpoint_id", "cp_metadata", "cp_channel_values",
+               "cp_pending_writes")
+
 # Create a run on an existing thread; with run_now, take the thread in the same statement when it
 # is free (the lease condition on the thread row's own columns is re-checked after a row-lock
 # wait, which makes it a mutex). 'reject' inserts nothing unless the thread was taken.
@@ -104,8 +129,10 @@ WITH {_GUARD}, thread AS (
 )
 SELECT (SELECT current FROM guard) AS current, (SELECT busy FROM thread) AS busy,
        EXISTS (SELECT 1 FROM taken) AS taken, i.*,
-       CASE WHEN %(defer)s AND EXISTS (SELECT 1 FROM taken) THEN {_DEFER_COMMIT} END AS deferred
+       CASE WHEN %(defer)s AND EXISTS (SELECT 1 FROM taken) THEN {_DEFER_COMMIT} END AS deferred,
+       %(prefetch)s AND EXISTS (SELECT 1 FROM taken) AS prefetched, cp.*
 FROM (SELECT 1) AS one LEFT JOIN inserted i ON TRUE
+{_latest_checkpoint("%(thread_id)s", "%(prefetch)s AND EXISTS (SELECT 1 FROM taken)")}
 """
 
 # The first run of a thread that does not exist yet: the thread is created already held by it.
@@ -116,14 +143,18 @@ WITH {_GUARD}, created AS (
     WHERE (SELECT current FROM guard)
     ON CONFLICT DO NOTHING
     RETURNING thread_id
+), inserted AS (
+    INSERT INTO runs (run_id, thread_id, assistant_id, status, multitask_strategy, metadata, pod, lease_expires_at,
+                      kwargs, started_at, attempt, created_at, updated_at)
+    SELECT %(run_id)s, thread_id, %(assistant_id)s, 'running', %(strategy)s, %(metadata)s, %(pod)s,
+           now() + %(lease)s, %(kwargs)s, clock_timestamp(), 1, clock_timestamp(), clock_timestamp()
+    FROM created
+    RETURNING {_RUN_COLUMNS}
 )
-INSERT INTO runs (run_id, thread_id, assistant_id, status, multitask_strategy, metadata, pod, lease_expires_at,
-                  kwargs, started_at, attempt, created_at, updated_at)
-SELECT %(run_id)s, thread_id, %(assistant_id)s, 'running', %(strategy)s, %(metadata)s, %(pod)s,
-       now() + %(lease)s, %(kwargs)s, clock_timestamp(), 1, clock_timestamp(), clock_timestamp()
-FROM created
-RETURNING {_RUN_COLUMNS}, TRUE AS current, FALSE AS busy, TRUE AS taken,
-          CASE WHEN %(defer)s THEN {_DEFER_COMMIT} END AS deferred
+SELECT i.*, TRUE AS current, FALSE AS busy, TRUE AS taken,
+       CASE WHEN %(defer)s THEN {_DEFER_COMMIT} END AS deferred, %(prefetch)s AS prefetched, cp.*
+FROM inserted i
+{_latest_checkpoint("i.thread_id", "%(prefetch)s")}
 """
 
 # The graph of a run queued for later on an existing thread (SUBMIT_SQL records it only when it takes
@@ -361,6 +392,10 @@ class StaleAssistant(Exception):
 class Submitted:
     row: dict[str, Any]
     taken: bool
+    #: With ``prefetch``, for a run taken at once: the thread's latest checkpoint row (the stock
+    #: saver's columns) or None for a thread without one; service.checkpointer.Deferred.latest.
+    latest: dict[str, Any] | None = None
+    prefetched: bool = False
 
 
 class RunQueue:
@@ -374,17 +409,20 @@ class RunQueue:
     async def submit(self, *, thread_id: str, assistant_id: str, kwargs: dict[str, Any], metadata: dict[str, Any],
                      strategy: str, run_now: bool, create: dict[str, Any] | None, thread_metadata: dict[str, Any],
                      after_seconds: float | None = None, conn: Any = None,
-                     assistant_revision: str | None = None, defer: bool = False) -> Submitted:
+                     assistant_revision: str | None = None, defer: bool = False,
+                     prefetch: bool = False) -> Submitted:
         """Insert a run (and take its thread when ``run_now`` and free); NotFound/Conflict as the API answers.
 
         With ``assistant_revision``, only if the assistant's row is still at that revision (else
         StaleAssistant, and nothing written). ``defer``: a run taken at once commits without waiting
         for the disk (see _DEFER_COMMIT); its end's commit must follow before anything is acknowledged.
+        ``prefetch``: a run taken at once also gets its thread's latest checkpoint (``Submitted.latest``).
         """
         params = {
             "run_id": str(uuid.uuid4()), "thread_id": thread_id, "assistant_id": assistant_id,
             "kwargs": Jsonb(kwargs), "metadata": Jsonb(metadata), "strategy": strategy, "pod": self.pod,
             "lease": self.lease, "run_now": run_now and after_seconds is None, "defer": defer,
+            "prefetch": prefetch,
             "thread_metadata": Jsonb(thread_metadata), "assistant_revision": assistant_revision,
             "assistant_key": assistant_id if assistant_revision is not None else None,
             "create_metadata": Jsonb(create) if create is not None else None,
@@ -419,7 +457,12 @@ class RunQueue:
             raise NotFound(f"thread {params['thread_id']} not found")
         if row["run_id"] is None:
             raise Conflict(f"thread {params['thread_id']} is busy", thread_id=params["thread_id"])
-        return Submitted(row, bool(row["taken"]))
+        prefetched = bool(row.pop("prefetched", False))
+        latest = {k[3:]: row.pop(k) for k in _CP_COLUMNS if k in row}
+        if not prefetched or latest.get("checkpoint_id") is None:
+            return Submitted(row, bool(row["taken"]), None, prefetched)
+        latest.update(thread_id=row["thread_id"], checkpoint_ns="")
+        return Submitted(row, bool(row["taken"]), latest, True)
 
     async def claim(self, limit: int) -> list[dict[str, Any]]:
         async with self.pool.connection() as conn:

@@ -62,6 +62,8 @@ class Execution:
     slot: bool = False
     lease_lost: bool = False
     deferred: Deferred | None = None
+    # The thread's latest checkpoint as the run's submit read it (service.checkpointer.Deferred.latest).
+    latest: tuple[str, dict[str, Any] | None] | None = None
     started: float = field(default_factory=time.monotonic)
 
     @property
@@ -152,11 +154,11 @@ class Workers:
 
     # -- executing -----------------------------------------------------------------------------------
     def execute(self, row: dict[str, Any], body: RunCreate, entry: GraphEntry, *, slot: bool,
-                store: bool) -> Execution:
+                store: bool, latest: tuple[str, dict[str, Any] | None] | None = None) -> Execution:
         hub = Hub(str(row["run_id"]), store=store)
         loop = asyncio.get_running_loop()
         execution = Execution(row, body, entry, hub, loop.create_future(), slot=slot,
-                              cancel_action=row.get("cancel_action"))
+                              cancel_action=row.get("cancel_action"), latest=latest)
         if slot:
             self.busy_slots += 1
         self.local[execution.run_id] = execution
@@ -167,7 +169,7 @@ class Workers:
         run_id, thread_id, graph_id = ex.run_id, ex.row["thread_id"], ex.entry.graph_id
         attempt = int(ex.row["attempt"])
         if not self.flush_each_step:  # this task's context: the run's writes, not others'
-            ex.deferred = Deferred()
+            ex.deferred = Deferred(ex.latest)
             deferred.set(ex.deferred)
         heartbeat = asyncio.create_task(self._heartbeat(ex))
         metrics.RUNS_IN_PROGRESS.labels(graph_id).inc()
