@@ -169,7 +169,7 @@ class Workers:
         run_id, thread_id, graph_id = ex.run_id, ex.row["thread_id"], ex.entry.graph_id
         attempt = int(ex.row["attempt"])
         if not self.flush_each_step:  # this task's context: the run's writes, not others'
-            ex.deferred = Deferred(ex.latest)
+            ex.deferred, ex.latest = Deferred(ex.latest), None  # the saver's first read takes it
             deferred.set(ex.deferred)
         heartbeat = asyncio.create_task(self._heartbeat(ex))
         metrics.RUNS_IN_PROGRESS.labels(graph_id).inc()
