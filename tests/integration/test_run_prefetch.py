@@ -34,11 +34,16 @@ def open_pool(conninfo: str) -> AsyncConnectionPool[Any]:
                                kwargs={"autocommit": True, "row_factory": dict_row, "prepare_threshold": 0})
 
 
-async def submit(pool: AsyncConnectionPool[Any], thread_id: str, *, create: bool, run_now: bool = True) -> Submitted:
-    queue = RunQueue(pool, pod="test", lease=3600)
-    return await queue.submit(thread_id=thread_id, assistant_id=assistant_id_for("support"), kwargs={"input": None},
-                              metadata={}, strategy="enqueue", run_now=run_now, create={} if create else None,
-                              thread_metadata={}, prefetch=True)
+async def submit(conninfo: str, thread_id: str, *, create: bool, run_now: bool = True) -> Submitted:
+    pool = open_pool(conninfo)
+    await pool.open()
+    try:
+        queue = RunQueue(pool, pod="test", lease=3600)
+        return await queue.submit(thread_id=thread_id, assistant_id=assistant_id_for("support"),
+                                  kwargs={"input": None}, metadata={}, strategy="enqueue", run_now=run_now,
+                                  create={} if create else None, thread_metadata={}, prefetch=True)
+    finally:
+        await pool.close()
 
 
 async def conversation(conninfo: str, thread_id: str) -> None:
@@ -81,12 +86,7 @@ class TestPrefetch:
             await conversation(migrated_db, thread_id)
             async with await AsyncConnection.connect(migrated_db, autocommit=True, row_factory=dict_row) as conn:
                 stock = await AsyncPostgresSaver(conn).aget_tuple(config)  # type: ignore[arg-type]
-            pool = open_pool(migrated_db)
-            await pool.open()
-            try:
-                submitted = await submit(pool, thread_id, create=False)
-            finally:
-                await pool.close()
+            submitted = await submit(migrated_db, thread_id, create=False)
             got = await read_prefetched((thread_id, submitted.latest), config)
             return stock, got, submitted
 
@@ -104,12 +104,7 @@ class TestPrefetch:
         thread_id = str(uuid.uuid4())
 
         async def scenario() -> tuple[Submitted, Any]:
-            pool = open_pool(migrated_db)
-            await pool.open()
-            try:
-                submitted = await submit(pool, thread_id, create=True)
-            finally:
-                await pool.close()
+            submitted = await submit(migrated_db, thread_id, create=True)
             got = await read_prefetched((thread_id, submitted.latest),
                                         {"configurable": {"thread_id": thread_id, "checkpoint_ns": ""}})
             return submitted, got
@@ -134,12 +129,7 @@ class TestPrefetch:
 
         async def scenario() -> Submitted:
             await conversation(migrated_db, thread_id)
-            pool = open_pool(migrated_db)
-            await pool.open()
-            try:
-                return await submit(pool, thread_id, create=False, run_now=False)
-            finally:
-                await pool.close()
+            return await submit(migrated_db, thread_id, create=False, run_now=False)
 
         submitted = asyncio.run(scenario())
         assert not submitted.taken and not submitted.prefetched and submitted.latest is None
