@@ -23,14 +23,13 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from tests.support.pg import PgServer
+from tests.support.pg import QUIET_WAL_SETTINGS, PgServer, wal_flushed
 from tests.support.service import ServiceProcess
 
 QUESTION = {"messages": [{"role": "user", "content": "My invoice shows the wrong amount"}]}
 # Durable (fsync and synchronous_commit on, as in production); the WAL writer nearly asleep; nothing
 # else writing WAL in the background.
-SETTINGS = {"max_connections": "100", "wal_writer_delay": "10000ms", "wal_writer_flush_after": "1GB",
-            "autovacuum": "off", "checkpoint_timeout": "1h"}
+SETTINGS = {"max_connections": "100", **QUIET_WAL_SETTINGS}
 
 
 @pytest.fixture
@@ -67,9 +66,7 @@ def answered_then_crash(server: PgServer, conninfo: str) -> tuple[bool, dict[str
             "assistant_id": "support", "input": QUESTION, "durability": "sync", "if_not_exists": "create"})
         assert response.status_code == 200, response.text
         assert response.json()["messages"][-1]["type"] == "ai"
-        with psycopg.connect(server.admin, autocommit=True) as admin:
-            row = admin.execute("SELECT pg_current_wal_flush_lsn() >= pg_current_wal_insert_lsn()").fetchone()
-        flushed = bool(row and row[0])
+        flushed = wal_flushed(server.admin)
         before = stored(conninfo, thread_id)
         assert server.embedded is not None
         server.embedded.stop("immediate")  # a crash: the WAL buffers are gone

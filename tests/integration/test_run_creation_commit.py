@@ -15,22 +15,18 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-import psycopg
 import pytest
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from service.graphs import assistant_id_for
 from service.runs.queue import RunQueue
-from tests.support.pg import PgServer
-
-SETTINGS = {"wal_writer_delay": "10000ms", "wal_writer_flush_after": "1GB", "autovacuum": "off",
-            "checkpoint_timeout": "1h"}
+from tests.support.pg import QUIET_WAL_SETTINGS, PgServer, wal_flushed
 
 
 @pytest.fixture(scope="module")
 def quiet_wal() -> Iterator[PgServer]:
-    server = PgServer(settings=SETTINGS)
+    server = PgServer(settings=QUIET_WAL_SETTINGS)
     yield server
     server.close()
 
@@ -42,13 +38,6 @@ def database(quiet_wal: PgServer) -> Iterator[str]:
     with quiet_wal.database() as conninfo:
         run(Options(conninfo=conninfo))
         yield conninfo
-
-
-def flushed(admin: str) -> bool:
-    """Whether the WAL is on disk as far as it was written (a read: it writes no WAL itself)."""
-    with psycopg.connect(admin, autocommit=True) as conn:
-        row = conn.execute("SELECT pg_current_wal_flush_lsn() >= pg_current_wal_insert_lsn()").fetchone()
-    return bool(row and row[0])
 
 
 def submit_then_look(conninfo: str, admin: str, *, defer: bool, create: bool, run_now: bool = True,
@@ -75,7 +64,7 @@ def submit_then_look(conninfo: str, admin: str, *, defer: bool, create: bool, ru
                     await conn.execute("SELECT pg_current_xact_id()")
             elif flush:
                 await queue.flush(str(submitted.row["run_id"]))
-            return submitted.row, flushed(admin)
+            return submitted.row, wal_flushed(admin)
 
     return asyncio.run(go())
 

@@ -30,6 +30,19 @@ TEST_SETTINGS = {
 
 
 # The admin password of the embedded test server; tests assert it never appears in any output.
+# A server whose WAL writer nearly sleeps (it flushes by itself every 10 s) and that writes no WAL in
+# the background: what is on disk right after a commit is what that commit flushed.
+QUIET_WAL_SETTINGS = {"wal_writer_delay": "10000ms", "wal_writer_flush_after": "1GB", "autovacuum": "off",
+                      "checkpoint_timeout": "1h"}
+
+
+def wal_flushed(admin: str) -> bool:
+    """Whether the WAL is on disk as far as it was written (a read: it writes no WAL itself)."""
+    with psycopg.connect(admin, autocommit=True) as conn:
+        row = conn.execute("SELECT pg_current_wal_flush_lsn() >= pg_current_wal_insert_lsn()").fetchone()
+    return bool(row and row[0])
+
+
 ADMIN_PASSWORD = "s3cret-admin-pw-" + uuid.uuid4().hex[:8]
 
 
