@@ -77,13 +77,31 @@ class TestQueue:
         async def scenario(pool: Pool) -> int:
             held = [await pool.getconn(), await pool.getconn()]
             waiter = asyncio.create_task(pool.getconn())
-            await asyncio.sleep(0.05)
+            while pool.get_stats()["requests_waiting"] < 1:
+                await asyncio.sleep(0.001)
             waiter.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await waiter
             for conn in held:
                 await pool.putconn(conn)
             async with pool.connection(timeout=1), pool.connection(timeout=1) as conn:
+                await conn.execute("SELECT 1")
+            return pool.get_stats()["requests_waiting"]
+
+        assert run(fresh_db, scenario) == 0
+
+    def test_should_pass_on_a_slot_handed_to_a_caller_cancelled_before_it_woke(self, fresh_db: str) -> None:
+        async def scenario(pool: Pool) -> int:
+            held = [await pool.getconn(), await pool.getconn()]
+            waiter = asyncio.create_task(pool.getconn())
+            while pool.get_stats()["requests_waiting"] < 1:
+                await asyncio.sleep(0.001)
+            await pool.putconn(held.pop())  # its slot goes to the waiter, which has not run yet
+            waiter.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await waiter
+            await pool.putconn(held.pop())
+            async with pool.connection(timeout=1), pool.connection(timeout=1) as conn:  # no slot was lost
                 await conn.execute("SELECT 1")
             return pool.get_stats()["requests_waiting"]
 
@@ -103,6 +121,21 @@ class TestQueue:
 
 
 class TestCheckout:
+    def test_should_hand_out_the_connection_returned_last(self, fresh_db: str) -> None:
+        async def scenario(pool: Pool) -> tuple[list[int], list[int]]:
+            conns = [await pool.getconn() for _ in range(3)]
+            returned = [conns[0].info.backend_pid, conns[2].info.backend_pid, conns[1].info.backend_pid]
+            for i in (0, 2, 1):
+                await pool.putconn(conns[i])
+            again = [await pool.getconn() for _ in range(3)]
+            pids = [c.info.backend_pid for c in again]
+            for conn in again:
+                await pool.putconn(conn)
+            return returned, pids
+
+        returned, taken = run(fresh_db, scenario, max_size=3)
+        assert taken == returned[::-1]
+
     def test_should_roll_back_a_transaction_an_error_left_open(self, fresh_db: str) -> None:
         async def fail_in_transaction(pool: Pool) -> None:
             async with pool.connection() as conn:
