@@ -20,7 +20,7 @@ a burst has grown the pool, psycopg_pool's rotation hands each statement the con
 longest, so a lull keeps every backend of the pool waking in turn, each with cold caches. Taken
 last in, first out, a lull keeps a few backends busy, the rest stay asleep, and psycopg_pool's
 ``max_idle`` shrink (which closes the one idle longest) still finds them. PostgreSQL's CPU per run
-fell in 9 of 12 alternated runs of bench/per_run.py and bench/http_runs.py (by about a tenth);
+was lower in 9 of 10 alternated pairs of bench/per_run.py and bench/http_runs.py runs;
 the service's own CPU did not move beyond the machine's noise (docs/performance.md, change 7).
 """
 
