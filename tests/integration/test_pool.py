@@ -30,6 +30,15 @@ def run(conninfo: str, scenario: Callable[[Pool], Awaitable[Any]], max_size: int
     return asyncio.run(main())
 
 
+async def hold_all_and_queue_one(pool: Pool) -> tuple[list[Any], asyncio.Task[Any]]:
+    """Takes both connections of the pool, then starts a checkout and waits until it is queued."""
+    held = [await pool.getconn(), await pool.getconn()]
+    waiter = asyncio.create_task(pool.getconn())
+    while pool.get_stats()["requests_waiting"] < 1:
+        await asyncio.sleep(0.001)
+    return held, waiter
+
+
 class TestQueue:
     def test_should_serve_waiting_callers_in_arrival_order(self, fresh_db: str) -> None:
         async def scenario(pool: Pool) -> list[int]:
@@ -75,10 +84,7 @@ class TestQueue:
 
     def test_should_free_the_slot_of_a_caller_cancelled_while_waiting(self, fresh_db: str) -> None:
         async def scenario(pool: Pool) -> int:
-            held = [await pool.getconn(), await pool.getconn()]
-            waiter = asyncio.create_task(pool.getconn())
-            while pool.get_stats()["requests_waiting"] < 1:
-                await asyncio.sleep(0.001)
+            held, waiter = await hold_all_and_queue_one(pool)
             waiter.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await waiter
@@ -92,10 +98,7 @@ class TestQueue:
 
     def test_should_pass_on_a_slot_handed_to_a_caller_cancelled_before_it_woke(self, fresh_db: str) -> None:
         async def scenario(pool: Pool) -> int:
-            held = [await pool.getconn(), await pool.getconn()]
-            waiter = asyncio.create_task(pool.getconn())
-            while pool.get_stats()["requests_waiting"] < 1:
-                await asyncio.sleep(0.001)
+            held, waiter = await hold_all_and_queue_one(pool)
             await pool.putconn(held.pop())  # its slot goes to the waiter, which has not run yet
             waiter.cancel()
             with pytest.raises(asyncio.CancelledError):
