@@ -43,6 +43,12 @@ DOCKER_SOCK="/run/langgraph-pg/docker.sock"
 log() { echo "cluster: $*" >&2; }
 die() { echo "cluster: $*" >&2; exit 1; }
 
+built() {  # built NAME: the newest cached build of a cluster binary, or nothing (none built yet)
+    local found="" f
+    for f in /var/cache/langgraph-pg/k8s/v*/bin/"$1"; do [ -x "$f" ] && found="$f"; done
+    echo "$found"
+}
+
 binaries() {  # sets K8S_BIN, COREDNS, ETCD from the build cache (builds what is missing)
     local line
     while IFS= read -r line; do
@@ -364,7 +370,7 @@ EOF
 status() {
     [ -f "$STATE/admin.kubeconfig" ] || return 1
     local kubectl
-    kubectl="$(ls -d /var/cache/langgraph-pg/k8s/v*/bin/kubectl 2>/dev/null | tail -1)"
+    kubectl="$(built kubectl)"
     [ -n "$kubectl" ] || return 1
     "$kubectl" --kubeconfig "$STATE/admin.kubeconfig" --request-timeout=5s get node "$NODE_NAME" \
         -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null | grep -qx True
@@ -419,7 +425,7 @@ print(" ".join(sorted(seen)))')"
     fi
     for ns in $netns_ours; do ip netns delete "$ns" 2>/dev/null || true; done
     local kube_proxy
-    kube_proxy="$(ls -d /var/cache/langgraph-pg/k8s/v*/bin/kube-proxy 2>/dev/null | tail -1)"
+    kube_proxy="$(built kube-proxy)"
     if [ -n "$kube_proxy" ] && iptables -S KUBE-SERVICES -t nat >/dev/null 2>&1; then
         "$kube_proxy" --cleanup >/dev/null 2>&1 || true
     fi
