@@ -31,8 +31,8 @@ def run(conninfo: str, scenario: Callable[[Pool], Awaitable[Any]], max_size: int
 
 
 async def hold_all_and_queue_one(pool: Pool) -> tuple[list[Any], asyncio.Task[Any]]:
-    """Takes both connections of the pool, then starts a checkout and waits until it is queued."""
-    held = [await pool.getconn(), await pool.getconn()]
+    """Takes every connection of the pool, then starts a checkout and waits until it is queued."""
+    held = [await pool.getconn() for _ in range(pool.max_size)]
     waiter = asyncio.create_task(pool.getconn())
     while pool.get_stats()["requests_waiting"] < 1:
         await asyncio.sleep(0.001)
